@@ -1,0 +1,51 @@
+//! `stagger simulate`: one run, a human or JSON summary, and an optional timeline.
+
+use crate::cli::SimulateArgs;
+use crate::error::Failure;
+use crate::scenario::{self, InputError};
+use crate::simulate::{self, Options};
+use crate::time::Time;
+
+pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
+    let path = args.scenario.display().to_string();
+    let scenario = scenario::load(&path, &args.sets)?;
+    if !(args.sample_every > 0.0 && args.sample_every <= 60.0) {
+        return Err(InputError::new(format!(
+            "--sample-every must be in (0, 60] seconds (got {})",
+            args.sample_every
+        ))
+        .into());
+    }
+    let (name, policy) = {
+        let name = args
+            .policy
+            .clone()
+            .unwrap_or_else(|| scenario.default_policy.clone());
+        let policy = scenario
+            .policy(&name)
+            .map_err(|e| e.in_file(&path))?
+            .clone();
+        (name, policy)
+    };
+    let opts = Options {
+        timeline_every: args
+            .timeline
+            .as_ref()
+            .map(|_| Time::from_secs(args.sample_every)),
+    };
+    let outcome = simulate::run(&scenario, &name, &policy, args.seed, &opts);
+    if let (Some(path), Some(tl)) = (&args.timeline, &outcome.timeline) {
+        let bytes = tl
+            .to_csv()
+            .map_err(|e| Failure::Runtime(format!("{}: {e}", path.display())))?;
+        super::write_file(path, &bytes)?;
+    }
+    if args.json {
+        let json =
+            serde_json::to_string(&outcome.summary).map_err(|e| Failure::Runtime(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", outcome.summary.human());
+    }
+    Ok(())
+}

@@ -1,0 +1,792 @@
+//! The rollout engine: one sans-IO state machine shared by the simulator and the live driver.
+//! Observations go in through `handle`/`handle_timeout`, commands come out of `poll_command`,
+//! and `poll_timeout` says when to call again. It never reads a clock, draws randomness,
+//! touches I/O or spawns threads: all time and all facts are inputs.
+
+pub mod backoff;
+pub mod policy;
+pub mod waves;
+pub mod window;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+pub use policy::{Family, GateState, Policy};
+pub use waves::{GatewayInfo, Plan, Release};
+
+use crate::time::Time;
+use window::Window;
+
+/// How far a gateway's current operation has got, as reported by the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Queued,
+    Downloading,
+    Downloaded,
+    Installing,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cause {
+    Timeout,
+    Download,
+    Verify,
+    Install,
+    HealthCheck,
+    Unreachable,
+    Cancelled,
+    NotReady,
+    Rejected,
+}
+
+/// What a pre-update check read off a gateway. `None` means the backend cannot tell,
+/// and an unknown fact never blocks an update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Facts {
+    pub online: bool,
+    pub cpu_pct: Option<f64>,
+    pub disk_mb: Option<f64>,
+    pub battery_pct: Option<f64>,
+    pub busy: Option<bool>,
+    /// How long the link has been up without a drop.
+    pub stable_for: Option<Time>,
+}
+
+impl Facts {
+    pub fn unknown() -> Facts {
+        Facts {
+            online: true,
+            cpu_pct: None,
+            disk_mb: None,
+            battery_pct: None,
+            busy: None,
+            stable_for: None,
+        }
+    }
+}
+
+/// Judges facts against the policy's pre-checks.
+pub fn verdict(pc: &policy::Prechecks, f: &Facts) -> Result<(), Unready> {
+    if !f.online {
+        return Err(Unready::Offline);
+    }
+    if let (Some(min), Some(v)) = (pc.min_disk_mb, f.disk_mb) {
+        if v < min {
+            return Err(Unready::Disk);
+        }
+    }
+    if let (Some(min), Some(v)) = (pc.min_battery_pct, f.battery_pct) {
+        if v < min {
+            return Err(Unready::Battery);
+        }
+    }
+    if let (Some(max), Some(v)) = (pc.max_cpu_pct, f.cpu_pct) {
+        if v > max {
+            return Err(Unready::Cpu);
+        }
+    }
+    if pc.require_idle && f.busy == Some(true) {
+        return Err(Unready::Busy);
+    }
+    if let (Some(min), Some(v)) = (pc.stable_link, f.stable_for) {
+        if v < min {
+            return Err(Unready::Link);
+        }
+    }
+    Ok(())
+}
+
+/// Why a pre-update check deferred a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unready {
+    Offline,
+    Cpu,
+    Disk,
+    Battery,
+    Link,
+    Busy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observation {
+    /// The service accepted the operation (running or queued).
+    Accepted {
+        gw: u32,
+        attempt: u32,
+    },
+    /// The service refused it (429 / queue full).
+    Rejected {
+        gw: u32,
+        attempt: u32,
+    },
+    Progress {
+        gw: u32,
+        attempt: u32,
+        phase: Phase,
+    },
+    Succeeded {
+        gw: u32,
+    },
+    Failed {
+        gw: u32,
+        attempt: u32,
+        cause: Cause,
+    },
+    Checked {
+        gw: u32,
+        facts: Facts,
+    },
+    /// A measured response time of the management service.
+    Latency {
+        ms: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run the pre-update checks on a gateway and report `Checked`.
+    Check { gw: u32 },
+    /// Start update attempt `attempt` (1-based) on a gateway.
+    Start { gw: u32, attempt: u32 },
+    /// Stop an attempt that is in flight.
+    Cancel { gw: u32, attempt: u32 },
+    /// Revert a gateway to its previous firmware.
+    Rollback { gw: u32 },
+    /// A wave was released (for progress displays and journals).
+    WaveReleased {
+        wave: usize,
+        stage: Option<String>,
+        size: usize,
+    },
+    /// The rollout stopped for a safety reason; no new work will be issued.
+    Halt { reason: HaltReason },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HaltReason {
+    Rollback { wave: usize, success: f64 },
+    Defect { health_failures: u32 },
+}
+
+impl std::fmt::Display for HaltReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HaltReason::Rollback { wave, success } => {
+                write!(
+                    f,
+                    "rollback: wave {} succeeded on {:.0}% of its gateways",
+                    wave + 1,
+                    success * 100.0
+                )
+            }
+            HaltReason::Defect { health_failures } => {
+                write!(
+                    f,
+                    "defect: {health_failures} gateways failed their post-update health check"
+                )
+            }
+        }
+    }
+}
+
+/// The engine's view of one gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Waiting,
+    Ready,
+    Checking,
+    Deferred,
+    InFlight,
+    RetryWait,
+    Succeeded,
+    Failed,
+    RolledBack,
+    Skipped,
+}
+
+impl Status {
+    pub const COUNT: usize = 10;
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded | Status::Failed | Status::RolledBack | Status::Skipped
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Gw {
+    status: Status,
+    attempts: u16,
+    rejections: u16,
+    deferrals: u16,
+    downloaded: bool,
+    wave: u32,
+    wake: Time,
+    cause: Option<Cause>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct WaveState {
+    released_at: Option<Time>,
+    gate_at: Option<Time>,
+    completed_at: Option<Time>,
+    succeeded: u32,
+    downloaded: u32,
+    finals: u32,
+    /// Members that never got past their pre-checks: no evidence about the release.
+    not_ready: u32,
+}
+
+/// Gives up on a gateway the service keeps refusing, so a dead backend cannot loop forever.
+const MAX_REJECTIONS: u16 = 200;
+
+pub struct Engine {
+    policy: Policy,
+    plan: Plan,
+    gws: Vec<Gw>,
+    waves: Vec<WaveState>,
+    released: usize,
+    ready: VecDeque<u32>,
+    timers: BinaryHeap<Reverse<(Time, u32)>>,
+    out: VecDeque<Command>,
+    busy: u32,
+    peak_busy: u32,
+    window: Option<Window>,
+    next_eval: Time,
+    halted: Option<HaltReason>,
+    health_failures: u32,
+    deferred_by: [u32; 6],
+    finals: usize,
+    counts: [u32; Status::COUNT],
+    seed: u64,
+    now: Time,
+}
+
+impl Engine {
+    /// `seed` only decorrelates retry jitter between gateways; the engine draws nothing.
+    pub fn new(policy: Policy, inventory: &[GatewayInfo], seed: u64) -> Engine {
+        let plan = waves::plan(&policy, inventory);
+        let mut gws = vec![
+            Gw {
+                status: Status::Waiting,
+                attempts: 0,
+                rejections: 0,
+                deferrals: 0,
+                downloaded: false,
+                wave: 0,
+                wake: Time::ZERO,
+                cause: None,
+            };
+            inventory.len()
+        ];
+        for (w, wave) in plan.waves.iter().enumerate() {
+            for &g in &plan.order[wave.start..wave.start + wave.len] {
+                gws[g as usize].wave = w as u32;
+            }
+        }
+        let mut counts = [0; Status::COUNT];
+        counts[Status::Waiting as usize] = inventory.len() as u32;
+        let window = policy.adaptive.clone().map(Window::new);
+        let next_eval = window.as_ref().map_or(Time::NEVER, |w| w.interval());
+        Engine {
+            waves: vec![WaveState::default(); plan.waves.len()],
+            policy,
+            plan,
+            gws,
+            released: 0,
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            busy: 0,
+            peak_busy: 0,
+            window,
+            next_eval,
+            halted: None,
+            health_failures: 0,
+            deferred_by: [0; 6],
+            finals: 0,
+            counts,
+            seed,
+            now: Time::ZERO,
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn status(&self, gw: u32) -> Status {
+        self.gws[gw as usize].status
+    }
+
+    pub fn attempts(&self, gw: u32) -> u32 {
+        u32::from(self.gws[gw as usize].attempts)
+    }
+
+    pub fn cause(&self, gw: u32) -> Option<Cause> {
+        self.gws[gw as usize].cause
+    }
+
+    /// Gateways per status, indexed by `Status as usize`.
+    pub fn counts(&self) -> [u32; Status::COUNT] {
+        self.counts
+    }
+
+    /// Gateways being checked or with an attempt in flight: what the cap limits.
+    pub fn in_flight(&self) -> u32 {
+        self.busy
+    }
+
+    pub fn peak_in_flight(&self) -> u32 {
+        self.peak_busy
+    }
+
+    /// The concurrency limit in force now.
+    pub fn cap(&self) -> u32 {
+        let w = self.window.as_ref().map_or(u32::MAX, Window::cap);
+        self.policy.max_concurrent.min(w).max(1)
+    }
+
+    /// Deferrals so far by reason, indexed by `Unready as usize`.
+    pub fn deferrals(&self) -> [u32; 6] {
+        self.deferred_by
+    }
+
+    pub fn health_failures(&self) -> u32 {
+        self.health_failures
+    }
+
+    pub fn halted(&self) -> Option<&HaltReason> {
+        self.halted.as_ref()
+    }
+
+    pub fn waves_released(&self) -> usize {
+        self.released
+    }
+
+    /// Every gateway is final and nothing is in flight.
+    pub fn is_done(&self) -> bool {
+        self.finals == self.gws.len() && self.busy == 0
+    }
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// The next time the engine wants `handle_timeout`, if any.
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        if self.is_done() {
+            return None;
+        }
+        while let Some(&Reverse((t, g))) = self.timers.peek() {
+            if self.timer_valid(t, g) {
+                break;
+            }
+            self.timers.pop();
+        }
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let release = self.next_release_time();
+        let eval = self.window.as_ref().map(|_| self.next_eval);
+        [timer, release, eval].into_iter().flatten().min()
+    }
+
+    /// Advances the engine's clock: fires due timers, releases waves, starts work.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        while let Some(&Reverse((t, g))) = self.timers.peek() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop();
+            if !self.timer_valid(t, g) {
+                continue;
+            }
+            match self.gws[g as usize].status {
+                Status::Deferred | Status::RetryWait => {
+                    self.set_status(g, Status::Ready);
+                    self.ready.push_front(g);
+                }
+                Status::InFlight => {
+                    let attempt = self.attempts(g);
+                    self.out.push_back(Command::Cancel { gw: g, attempt });
+                    self.on_failure(g, Cause::Timeout);
+                }
+                _ => {}
+            }
+        }
+        if let Some(w) = self.window.as_mut() {
+            while self.next_eval <= self.now {
+                w.evaluate();
+                self.next_eval = self.next_eval + w.interval();
+            }
+        }
+        while let Some(t) = self.next_release_time() {
+            if t > self.now {
+                break;
+            }
+            self.release_next_wave();
+        }
+        self.pump();
+    }
+
+    /// Feeds one observation at time `now`.
+    pub fn handle(&mut self, now: Time, obs: Observation) {
+        self.now = self.now.max(now);
+        match obs {
+            Observation::Accepted { .. } => {}
+            Observation::Rejected { gw, attempt } => {
+                if self.is_current(gw, attempt) {
+                    self.on_rejected(gw);
+                }
+            }
+            Observation::Progress { gw, attempt, phase } => {
+                if self.is_current(gw, attempt)
+                    && matches!(phase, Phase::Downloaded | Phase::Installing)
+                {
+                    self.mark_downloaded(gw);
+                }
+            }
+            Observation::Succeeded { gw } => self.on_succeeded(gw),
+            Observation::Failed { gw, attempt, cause } => {
+                if self.is_current(gw, attempt) {
+                    self.on_failure(gw, cause);
+                }
+            }
+            Observation::Checked { gw, facts } => self.on_checked(gw, facts),
+            Observation::Latency { ms } => {
+                if let Some(w) = self.window.as_mut() {
+                    w.on_latency(ms);
+                }
+            }
+        }
+        self.handle_timeout(self.now);
+    }
+
+    fn is_current(&self, gw: u32, attempt: u32) -> bool {
+        self.gws
+            .get(gw as usize)
+            .is_some_and(|g| g.status == Status::InFlight && u32::from(g.attempts) == attempt)
+    }
+
+    fn timer_valid(&self, t: Time, g: u32) -> bool {
+        let gw = &self.gws[g as usize];
+        gw.wake == t
+            && matches!(
+                gw.status,
+                Status::Deferred | Status::RetryWait | Status::InFlight
+            )
+    }
+
+    fn set_status(&mut self, g: u32, status: Status) {
+        let gw = &mut self.gws[g as usize];
+        let old = gw.status;
+        if old == status {
+            return;
+        }
+        self.counts[old as usize] -= 1;
+        self.counts[status as usize] += 1;
+        gw.status = status;
+        if status.is_final() && !old.is_final() {
+            self.finals += 1;
+            let w = gw.wave as usize;
+            let succeeded = status == Status::Succeeded;
+            self.waves[w].finals += 1;
+            self.waves[w].succeeded += u32::from(succeeded);
+            self.waves[w].not_ready +=
+                u32::from(gw.cause == Some(Cause::NotReady) && status == Status::Failed);
+            if let Some(win) = self.window.as_mut() {
+                win.on_final(status == Status::Failed);
+            }
+            self.after_wave_progress(w);
+        }
+    }
+
+    fn mark_downloaded(&mut self, g: u32) {
+        let gw = &mut self.gws[g as usize];
+        if !gw.downloaded {
+            gw.downloaded = true;
+            let w = gw.wave as usize;
+            self.waves[w].downloaded += 1;
+            self.after_wave_progress(w);
+        }
+    }
+
+    fn after_wave_progress(&mut self, w: usize) {
+        let len = self.plan.waves[w].len as u32;
+        let state = &mut self.waves[w];
+        if state.gate_at.is_none() {
+            if let Some(Release::AfterGate {
+                fraction,
+                state: gs,
+                ..
+            }) = self.plan.waves.get(w + 1).map(|next| &next.release)
+            {
+                let need = ((fraction * len as f64).ceil() as u32).min(len);
+                let have = match gs {
+                    GateState::Downloaded => state.downloaded,
+                    GateState::Succeeded => state.succeeded,
+                    GateState::Final => state.finals,
+                };
+                if have >= need {
+                    state.gate_at = Some(self.now);
+                }
+            }
+        }
+        if state.completed_at.is_none() && state.finals == len {
+            state.completed_at = Some(self.now);
+            let attempted = len - state.not_ready;
+            let success = if attempted == 0 {
+                1.0
+            } else {
+                f64::from(state.succeeded) / f64::from(attempted)
+            };
+            if let Some(below) = self.policy.rollback_below {
+                if success < below && self.halted.is_none() {
+                    self.roll_back_wave(w, success);
+                }
+            }
+        }
+    }
+
+    fn roll_back_wave(&mut self, w: usize, success: f64) {
+        let wave = &self.plan.waves[w];
+        let members: Vec<u32> = self.plan.order[wave.start..wave.start + wave.len].to_vec();
+        for g in members {
+            if self.gws[g as usize].status == Status::Succeeded {
+                self.out.push_back(Command::Rollback { gw: g });
+                self.set_status(g, Status::RolledBack);
+            }
+        }
+        self.halt(HaltReason::Rollback { wave: w, success });
+    }
+
+    fn halt(&mut self, reason: HaltReason) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.out.push_back(Command::Halt {
+            reason: reason.clone(),
+        });
+        self.halted = Some(reason);
+        self.ready.clear();
+        for g in 0..self.gws.len() as u32 {
+            match self.gws[g as usize].status {
+                Status::Waiting | Status::Ready | Status::Deferred | Status::RetryWait => {
+                    self.set_status(g, Status::Skipped)
+                }
+                Status::InFlight => {
+                    let attempt = self.attempts(g);
+                    self.out.push_back(Command::Cancel { gw: g, attempt });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_rejected(&mut self, g: u32) {
+        self.busy -= 1;
+        if let Some(w) = self.window.as_mut() {
+            w.on_rejection();
+        }
+        let gw = &mut self.gws[g as usize];
+        gw.attempts = gw.attempts.saturating_sub(1);
+        gw.rejections += 1;
+        let n = u32::from(gw.rejections);
+        if self.halted.is_some() || gw.rejections >= MAX_REJECTIONS {
+            gw.cause = Some(Cause::Rejected);
+            let status = if self.halted.is_some() {
+                Status::Skipped
+            } else {
+                Status::Failed
+            };
+            self.set_status(g, status);
+            return;
+        }
+        self.schedule_retry(g, n);
+    }
+
+    fn on_failure(&mut self, g: u32, cause: Cause) {
+        if self.gws[g as usize].status == Status::InFlight {
+            self.busy -= 1;
+        }
+        self.gws[g as usize].cause = Some(cause);
+        if cause == Cause::HealthCheck {
+            self.health_failures += 1;
+            self.set_status(g, Status::Failed);
+            if let Some(limit) = self.policy.defect_halt_after {
+                if self.health_failures >= limit {
+                    self.halt(HaltReason::Defect {
+                        health_failures: self.health_failures,
+                    });
+                }
+            }
+            return;
+        }
+        let attempts = u32::from(self.gws[g as usize].attempts);
+        if self.halted.is_some() || attempts >= self.policy.retry.max_attempts {
+            self.set_status(g, Status::Failed);
+        } else {
+            self.schedule_retry(g, attempts);
+        }
+    }
+
+    fn schedule_retry(&mut self, g: u32, n: u32) {
+        let wake = self.now + backoff::delay(&self.policy.retry, n, g, self.seed);
+        self.gws[g as usize].wake = wake;
+        self.set_status(g, Status::RetryWait);
+        self.timers.push(Reverse((wake, g)));
+    }
+
+    fn on_succeeded(&mut self, g: u32) {
+        let Some(gw) = self.gws.get(g as usize) else {
+            return;
+        };
+        match gw.status {
+            Status::Succeeded | Status::RolledBack => {}
+            status => {
+                if matches!(status, Status::InFlight | Status::Checking) {
+                    self.busy -= 1;
+                }
+                self.mark_downloaded(g);
+                if status.is_final() {
+                    // A late success after we gave up: the gateway really is updated.
+                    let w = self.gws[g as usize].wave as usize;
+                    self.waves[w].succeeded += 1;
+                    self.counts[status as usize] -= 1;
+                    self.counts[Status::Succeeded as usize] += 1;
+                    self.gws[g as usize].status = Status::Succeeded;
+                } else {
+                    self.set_status(g, Status::Succeeded);
+                }
+            }
+        }
+    }
+
+    fn on_checked(&mut self, g: u32, facts: Facts) {
+        if self.gws.get(g as usize).map(|gw| gw.status) != Some(Status::Checking) {
+            return;
+        }
+        self.busy -= 1;
+        if self.halted.is_some() {
+            self.set_status(g, Status::Skipped);
+            return;
+        }
+        let judged = self
+            .policy
+            .prechecks
+            .as_ref()
+            .map(|pc| (verdict(pc, &facts), pc));
+        match judged {
+            None | Some((Ok(()), _)) => self.start(g),
+            Some((Err(why), pc)) => {
+                self.deferred_by[why as usize] += 1;
+                let (defer, max) = (pc.defer, pc.max_deferrals);
+                let gw = &mut self.gws[g as usize];
+                gw.deferrals += 1;
+                if u32::from(gw.deferrals) > max {
+                    gw.cause = Some(Cause::NotReady);
+                    self.set_status(g, Status::Failed);
+                } else {
+                    let wake = self.now + defer;
+                    gw.wake = wake;
+                    self.set_status(g, Status::Deferred);
+                    self.timers.push(Reverse((wake, g)));
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, g: u32) {
+        self.busy += 1;
+        self.peak_busy = self.peak_busy.max(self.busy);
+        let gw = &mut self.gws[g as usize];
+        gw.attempts += 1;
+        let attempt = u32::from(gw.attempts);
+        if let Some(t) = self.policy.op_timeout {
+            gw.wake = self.now + t;
+            self.timers.push(Reverse((gw.wake, g)));
+        } else {
+            gw.wake = Time::NEVER;
+        }
+        self.set_status(g, Status::InFlight);
+        self.out.push_back(Command::Start { gw: g, attempt });
+    }
+
+    fn pump(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
+        let cap = self.cap();
+        while self.busy < cap {
+            let Some(g) = self.ready.pop_front() else {
+                break;
+            };
+            if self.gws[g as usize].status != Status::Ready {
+                continue;
+            }
+            if self.policy.prechecks.is_some() {
+                self.busy += 1;
+                self.peak_busy = self.peak_busy.max(self.busy);
+                self.set_status(g, Status::Checking);
+                self.out.push_back(Command::Check { gw: g });
+            } else {
+                self.start(g);
+            }
+        }
+    }
+
+    fn next_release_time(&self) -> Option<Time> {
+        if self.halted.is_some() || self.released >= self.plan.waves.len() {
+            return None;
+        }
+        let w = self.released;
+        if w == 0 {
+            return Some(Time::ZERO);
+        }
+        let prev = &self.waves[w - 1];
+        let prev_start = prev.released_at?;
+        match &self.plan.waves[w].release {
+            Release::Now | Release::WithPrevious => Some(prev_start),
+            Release::AfterComplete(wait) => prev.completed_at.map(|t| t + *wait),
+            Release::AfterGate {
+                timeout,
+                gap,
+                min_gap,
+                ..
+            } => {
+                let timed_out = timeout.map(|t| prev_start + t);
+                let gate = [prev.gate_at, timed_out, prev.completed_at]
+                    .into_iter()
+                    .flatten()
+                    .min()?;
+                Some((gate + *gap).max(prev_start + *min_gap))
+            }
+        }
+    }
+
+    fn release_next_wave(&mut self) {
+        let w = self.released;
+        self.released += 1;
+        self.waves[w].released_at = Some(self.now);
+        let wave = self.plan.waves[w].clone();
+        for i in wave.start..wave.start + wave.len {
+            let g = self.plan.order[i];
+            self.set_status(g, Status::Ready);
+            self.ready.push_back(g);
+        }
+        self.out.push_back(Command::WaveReleased {
+            wave: w,
+            stage: wave.stage,
+            size: wave.len,
+        });
+        // A gate of fraction 0 holds as soon as its wave starts.
+        self.after_wave_progress(w);
+    }
+}

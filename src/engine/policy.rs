@@ -1,0 +1,175 @@
+//! A validated rollout policy: the family and the knobs every family shares.
+//! Pure data; the engine interprets it. Built from `scenario::RawPolicy` by validation.
+
+use crate::time::Time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Bulk,
+    Fixed,
+    Backoff,
+    Pipelined,
+    Staged,
+    Adaptive,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Bulk,
+        Family::Fixed,
+        Family::Backoff,
+        Family::Pipelined,
+        Family::Staged,
+        Family::Adaptive,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Bulk => "bulk",
+            Family::Fixed => "fixed",
+            Family::Backoff => "backoff",
+            Family::Pipelined => "pipelined",
+            Family::Staged => "staged",
+            Family::Adaptive => "adaptive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// The per-gateway milestone a gate counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateState {
+    Downloaded,
+    Succeeded,
+    Final,
+}
+
+impl GateState {
+    pub fn parse(s: &str) -> Option<GateState> {
+        match s {
+            "downloaded" => Some(GateState::Downloaded),
+            "succeeded" => Some(GateState::Succeeded),
+            "final" | "complete" => Some(GateState::Final),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub fraction: f64,
+    pub state: GateState,
+    /// Give up waiting for the gate after this long and move on (the seed's 1800 s).
+    pub timeout: Option<Time>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub size: u32,
+    /// Wait after the previous stage completes before this one starts.
+    pub soak: Time,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    pub size: u32,
+    pub soak: Time,
+}
+
+/// Retries with exponential backoff: delay = min(base·factor^n, cap) · (1 ± jitter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub base: Time,
+    pub factor: f64,
+    pub cap: Time,
+    pub jitter: f64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 1,
+            base: Time::from_secs(60.0),
+            factor: 2.0,
+            cap: Time::from_secs(3600.0),
+            jitter: 0.1,
+        }
+    }
+}
+
+/// Pre-update checks; a gateway failing one is deferred, not failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prechecks {
+    pub max_cpu_pct: Option<f64>,
+    pub min_disk_mb: Option<f64>,
+    pub min_battery_pct: Option<f64>,
+    pub stable_link: Option<Time>,
+    pub require_idle: bool,
+    pub defer: Time,
+    pub max_deferrals: u32,
+}
+
+/// AIMD on the concurrency window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adaptive {
+    pub initial: f64,
+    pub min: f64,
+    pub max: f64,
+    pub increase: f64,
+    pub decrease: f64,
+    pub interval: Time,
+    pub target_latency_ms: f64,
+    pub max_failure_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub family: Family,
+    /// Most gateways in flight at once (checks included).
+    pub max_concurrent: u32,
+    pub batch_size: u32,
+    /// Fixed: wait after a batch completes.
+    pub delay: Time,
+    /// Pipelined: least time between two batch starts.
+    pub min_gap: Time,
+    /// Staged: wait after a batch's gate before the next batch.
+    pub gap: Time,
+    pub gate: Option<Gate>,
+    pub stages: Vec<Stage>,
+    pub canary: Option<Canary>,
+    pub retry: Retry,
+    pub op_timeout: Option<Time>,
+    pub prechecks: Option<Prechecks>,
+    /// Roll back a batch and halt when its success fraction is below this.
+    pub rollback_below: Option<f64>,
+    /// Halt after this many post-update health-check failures.
+    pub defect_halt_after: Option<u32>,
+    pub adaptive: Option<Adaptive>,
+}
+
+impl Policy {
+    pub fn bulk() -> Policy {
+        Policy {
+            family: Family::Bulk,
+            max_concurrent: u32::MAX,
+            batch_size: u32::MAX,
+            delay: Time::ZERO,
+            min_gap: Time::ZERO,
+            gap: Time::ZERO,
+            gate: None,
+            stages: Vec::new(),
+            canary: None,
+            retry: Retry::default(),
+            op_timeout: None,
+            prechecks: None,
+            rollback_below: None,
+            defect_halt_after: None,
+            adaptive: None,
+        }
+    }
+}

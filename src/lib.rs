@@ -1,0 +1,18 @@
+//! stagger: simulate, tune and run staged firmware rollouts for fleets of edge gateways.
+//!
+//! - `scenario`: TOML scenarios, validation, distributions
+//! - `sim`: the discrete-event kernel (queue, RNG streams)
+//! - `world`: the simulated fleet, network, caches, management service and faults
+//! - `engine`: the sans-IO rollout engine shared by simulation and live execution
+//! - `simulate`: the driver that runs the engine against the world
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod error;
+pub mod scenario;
+pub mod sim;
+pub mod simulate;
+pub mod sweep;
+pub mod time;
+pub mod world;

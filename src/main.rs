@@ -1,0 +1,11 @@
+//! The `stagger` binary: parse flags, run the subcommand, map failures to exit codes.
+
+use clap::Parser;
+
+fn main() {
+    let cli = stagger::cli::Cli::parse();
+    if let Err(failure) = stagger::commands::run(cli) {
+        eprintln!("error: {failure}");
+        std::process::exit(failure.exit_code());
+    }
+}

@@ -1,0 +1,100 @@
+//! `--set KEY=VALUE` overrides by dotted path, and typed deserialisation with key paths.
+
+use serde::de::DeserializeOwned;
+
+use super::error::InputError;
+use super::locate::line_col;
+
+/// Parses `text`, applies the overrides, and returns the merged table with the set keys.
+pub fn merge(text: &str, sets: &[String]) -> Result<(toml::Table, Vec<String>), InputError> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let mut err = InputError::new(e.message().to_string());
+        if let Some(span) = e.span() {
+            let (line, col) = line_col(text, span.start);
+            err.line = Some(line);
+            err.column = Some(col);
+        }
+        err
+    })?;
+    let mut keys = Vec::new();
+    for set in sets {
+        let (key, value) = parse_set(set)?;
+        apply(&mut table, &key, value)?;
+        keys.push(key);
+    }
+    Ok((table, keys))
+}
+
+/// Splits `KEY=VALUE` and parses VALUE as a TOML value; a bare word is taken as a string.
+pub fn parse_set(set: &str) -> Result<(String, toml::Value), InputError> {
+    let (key, value) = set.split_once('=').ok_or_else(|| {
+        InputError::new(format!(
+            "--set `{set}`: expected KEY=VALUE, e.g. fleet.gateways=500"
+        ))
+    })?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(|s| s.trim().is_empty()) {
+        return Err(InputError::new(format!(
+            "--set `{set}`: the key `{key}` is not a dotted path like fleet.gateways"
+        )));
+    }
+    Ok((
+        key.to_string(),
+        parse_value(value.trim()).map_err(|m| InputError::new(format!("--set `{set}`: {m}")))?,
+    ))
+}
+
+pub fn parse_value(value: &str) -> Result<toml::Value, String> {
+    let doc = format!("v = {value}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").ok_or_else(|| "no value".to_string()),
+        Err(_)
+            if !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c)) =>
+        {
+            Ok(toml::Value::String(value.to_string()))
+        }
+        Err(e) => Err(format!("VALUE is not a TOML value ({})", e.message())),
+    }
+}
+
+/// Sets `value` at dotted `key`, creating intermediate tables. Whether the key is known
+/// is decided by the schema (unknown keys fail deserialisation), not here.
+pub fn apply(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), InputError> {
+    let segs: Vec<&str> = key.split('.').map(str::trim).collect();
+    let mut cur = table;
+    for (i, seg) in segs[..segs.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(seg.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            other => {
+                return Err(InputError::at_key(
+                    &segs[..=i].join("."),
+                    format!(
+                        "--set {key}: `{}` is a {}, not a table",
+                        segs[..=i].join("."),
+                        other.type_str()
+                    ),
+                ))
+            }
+        };
+    }
+    cur.insert(segs[segs.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Deserialises `T` from a table; errors carry the dotted key path.
+pub fn deserialize<T: DeserializeOwned>(table: &toml::Table) -> Result<T, InputError> {
+    let value = toml::Value::Table(table.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let msg = e.inner().to_string();
+        let msg = msg.trim().trim_end_matches('\n').to_string();
+        InputError::at_key(&path, msg)
+    })
+}

@@ -1,0 +1,237 @@
+//! The scenario file as written: serde structs with `deny_unknown_fields`, no meaning yet.
+//! Distribution-valued keys stay `toml::Value` here; `validate` turns them into `Dist`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    #[serde(default)]
+    pub meta: RawMeta,
+    pub fleet: RawFleet,
+    pub firmware: RawFirmware,
+    #[serde(default)]
+    pub network: RawNetwork,
+    #[serde(default)]
+    pub install: RawInstall,
+    #[serde(default)]
+    pub service: RawService,
+    #[serde(default)]
+    pub failures: RawFailures,
+    #[serde(default)]
+    pub policies: BTreeMap<String, RawPolicy>,
+    pub sweep: Option<RawSweep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeta {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub default_policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub gateways: i64,
+    pub regions: Option<Vec<String>>,
+    pub hw_classes: Option<Vec<String>>,
+    pub baseline_cpu_pct: Option<Value>,
+    pub busy_fraction: Option<Value>,
+    pub busy_period_s: Option<Value>,
+    pub busy_cpu_pct: Option<f64>,
+    pub free_disk_mb: Option<Value>,
+    pub battery_fraction: Option<f64>,
+    pub battery_pct: Option<Value>,
+    pub battery_charge_pct_per_h: Option<f64>,
+    pub flakiness: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirmware {
+    pub size_mb: f64,
+    pub chunk_mb: Option<f64>,
+    pub defect_rate: Option<f64>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub origin_mbps: Option<f64>,
+    pub region_uplink_mbps: Option<f64>,
+    pub gateway_mbps: Option<Value>,
+    pub rate_limit_mbps: Option<f64>,
+    pub regional_caches: Option<bool>,
+    pub cache_mbps: Option<f64>,
+    pub tcp_window_kb: Option<f64>,
+    pub origin_rtt_ms: Option<Value>,
+    pub cache_rtt_ms: Option<Value>,
+    pub chunk_retry_s: Option<f64>,
+    pub max_chunk_retries: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstall {
+    pub seconds: Option<Value>,
+    pub cpu_spike_pct: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub max_concurrent_ops: Option<i64>,
+    pub queue_depth: Option<i64>,
+    pub op_timeout_s: Option<f64>,
+    pub reboot_grace_s: Option<f64>,
+    pub base_latency_ms: Option<f64>,
+    pub cpu_base_pct: Option<f64>,
+    pub cpu_per_active_op_pct: Option<f64>,
+    pub cpu_per_queued_op_pct: Option<f64>,
+    pub cpu_per_msg_per_s_pct: Option<f64>,
+    pub cpu_per_reconnect_pct: Option<f64>,
+    pub heartbeat_interval_s: Option<f64>,
+    pub heartbeat_deadline_s: Option<f64>,
+    pub missed_heartbeats: Option<i64>,
+    pub progress_msgs_per_chunk: Option<f64>,
+    pub tick_s: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailures {
+    pub enabled: Option<bool>,
+    pub chunk_failure_rate: Option<f64>,
+    pub verify_failure_rate: Option<f64>,
+    pub install_failure_rate: Option<f64>,
+    pub install_brick_fraction: Option<f64>,
+    pub overheat_failure_rate: Option<f64>,
+    pub low_battery_pct: Option<f64>,
+    pub low_battery_brick_rate: Option<f64>,
+    pub link_disconnects_per_h: Option<f64>,
+    pub idle_exposure: Option<f64>,
+    pub stuck_after_download_disconnect: Option<f64>,
+    pub brick_after_install_disconnect: Option<f64>,
+    pub stuck_after_idle_disconnect: Option<f64>,
+    pub reconnect_s: Option<Value>,
+}
+
+/// One named policy. Flat on purpose: validation checks which keys each family takes,
+/// which gives clearer errors than serde's tagged enums.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub family: String,
+    pub description: Option<String>,
+    pub max_concurrent: Option<i64>,
+    pub batch_size: Option<i64>,
+    pub delay_s: Option<f64>,
+    pub min_gap_s: Option<f64>,
+    pub gap_s: Option<f64>,
+    pub gate: Option<RawGate>,
+    pub stages: Option<Vec<RawStage>>,
+    pub canary: Option<RawCanary>,
+    pub retry: Option<RawRetry>,
+    pub op_timeout_s: Option<f64>,
+    pub prechecks: Option<RawPrechecks>,
+    pub rollback: Option<RawRollback>,
+    pub defect_halt: Option<RawDefectHalt>,
+    pub adaptive: Option<RawAdaptive>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    pub fraction: f64,
+    pub state: Option<String>,
+    pub timeout_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub name: String,
+    pub size: i64,
+    pub soak_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    pub size: i64,
+    pub soak_s: Option<f64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<i64>,
+    pub base_s: Option<f64>,
+    pub factor: Option<f64>,
+    pub cap_s: Option<f64>,
+    pub jitter: Option<f64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrechecks {
+    pub max_cpu_pct: Option<f64>,
+    pub min_disk_mb: Option<f64>,
+    pub min_battery_pct: Option<f64>,
+    pub stable_link_s: Option<f64>,
+    pub require_idle: Option<bool>,
+    pub defer_s: Option<f64>,
+    pub max_deferrals: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollback {
+    pub below: f64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefectHalt {
+    pub health_failures: i64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdaptive {
+    pub initial: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub increase: Option<f64>,
+    pub decrease: Option<f64>,
+    pub interval_s: Option<f64>,
+    pub target_latency_ms: Option<f64>,
+    pub max_failure_rate: Option<f64>,
+}
+
+/// `[sweep]`: one grid per policy family, each listing the values of a parameter.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSweep {
+    pub replications: Option<i64>,
+    pub defect_rate: Option<f64>,
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub grids: BTreeMap<String, RawGrid>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrid {
+    /// The policy whose knobs are the base for this grid.
+    pub base: String,
+    /// Parameter path inside the policy (e.g. `batch_size`, `gate.fraction`) → values.
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<Value>>,
+}

@@ -1,0 +1,109 @@
+//! The simulation driver: a thin loop that feeds the world's observations to the engine and
+//! the engine's commands to the world, in virtual time. The live driver is the same loop
+//! around a real backend. No policy logic lives here.
+
+pub mod summary;
+pub mod timeline;
+
+use crate::engine::{Command, Engine, Policy};
+use crate::scenario::Scenario;
+use crate::time::Time;
+use crate::world::{Event, World};
+pub use summary::Summary;
+pub use timeline::{Timeline, TimelineRow};
+
+/// A run longer than this in virtual time is stopped and reported as such.
+pub const MAX_VIRTUAL: Time = Time(60 * 24 * 3600 * 1000);
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Sample a timeline row every this often (virtual); `None` = no timeline.
+    pub timeline_every: Option<Time>,
+}
+
+pub struct Outcome {
+    pub summary: Summary,
+    pub timeline: Option<Timeline>,
+}
+
+/// Runs `policy` named `name` on `scenario` with `seed`.
+pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &Options) -> Outcome {
+    let mut world = World::new(scenario, seed);
+    let mut engine = Engine::new(policy.clone(), &world.inventory(), seed);
+    let mut timeline = opts
+        .timeline_every
+        .map(|every| Timeline::new(&world, every));
+    let mut obs = Vec::new();
+    let mut now = Time::ZERO;
+    let mut wake: Option<Time> = None;
+    let mut done_at: Option<Time> = None;
+    let mut truncated = false;
+    engine.handle_timeout(now);
+    loop {
+        // Drain commands and their immediate answers until the engine is quiet.
+        loop {
+            while let Some(cmd) = engine.poll_command() {
+                world.apply(now, &cmd, &mut obs);
+                if let Command::Halt { .. } = cmd {
+                    // Recorded by the engine; nothing physical happens.
+                }
+            }
+            if obs.is_empty() {
+                break;
+            }
+            for o in obs.drain(..) {
+                engine.handle(now, o);
+            }
+        }
+        if engine.is_done() && done_at.is_none() {
+            done_at = Some(now);
+        }
+        if engine.is_done() && !world.busy() {
+            break;
+        }
+        if let Some(t) = engine.poll_timeout() {
+            if wake != Some(t) {
+                world.schedule(t.max(now), Event::EngineWake);
+                wake = Some(t);
+            }
+        }
+        let Some((t, event)) = world.pop() else { break };
+        now = t;
+        if now > MAX_VIRTUAL {
+            truncated = true;
+            break;
+        }
+        match event {
+            Event::EngineWake => {
+                if wake.is_some_and(|w| w <= now) {
+                    wake = None;
+                    engine.handle_timeout(now);
+                }
+            }
+            Event::Tick => {
+                world.on_tick(now);
+                let latency = world.service.latency_ms;
+                engine.handle(now, crate::engine::Observation::Latency { ms: latency });
+                if let Some(tl) = timeline.as_mut() {
+                    tl.maybe_sample(now, &world, &engine);
+                }
+            }
+            other => {
+                world.handle(now, other, &mut obs);
+                for o in obs.drain(..) {
+                    engine.handle(now, o);
+                }
+            }
+        }
+    }
+    let end = done_at
+        .unwrap_or(now)
+        .max(world.counters.last_activity.min(now));
+    if let Some(tl) = timeline.as_mut() {
+        tl.sample(end, &world, &engine);
+    }
+    Outcome {
+        summary: Summary::collect(name, seed, &world, &engine, end, truncated),
+        timeline,
+    }
+}

@@ -1,0 +1,166 @@
+//! The per-run summary printed by `simulate --json` and aggregated by sweeps.
+//! Field order is part of the contract: keep it stable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, Status};
+use crate::time::Time;
+use crate::world::{Truth, World};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub policy: String,
+    pub seed: u64,
+    pub gateways: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub success_rate: f64,
+    pub manual_interventions: u32,
+    pub disconnected: u32,
+    pub disconnect_rate: f64,
+    pub peak_mgmt_cpu_pct: f64,
+    pub makespan_s: f64,
+    pub blast_radius: u32,
+    pub events: u64,
+    pub halted: bool,
+    pub halt_reason: Option<String>,
+    pub rolled_back: u32,
+    pub bricked: u32,
+    pub stuck: u32,
+    pub op_timeouts: u64,
+    pub rejections: u64,
+    pub deferrals: u32,
+    pub attempts: u64,
+    pub peak_in_flight: u32,
+    pub cache_fills: u64,
+    pub truncated: bool,
+    pub scenario: String,
+}
+
+/// The numeric metrics that sweeps summarise, in output order.
+pub const METRICS: [&str; 8] = [
+    "success_rate",
+    "peak_mgmt_cpu_pct",
+    "disconnect_rate",
+    "manual_interventions",
+    "makespan_s",
+    "blast_radius",
+    "succeeded",
+    "events",
+];
+
+impl Summary {
+    pub fn collect(
+        policy: &str,
+        seed: u64,
+        world: &World,
+        engine: &Engine,
+        end: Time,
+        truncated: bool,
+    ) -> Summary {
+        let n = world.gateways() as u32;
+        let mut succeeded = 0;
+        let mut bricked = 0;
+        let mut stuck = 0;
+        let mut rolled_back = 0;
+        let mut disconnected = 0;
+        for g in 0..n {
+            match world.truth(g) {
+                Truth::Updated => succeeded += 1,
+                Truth::Bricked => bricked += 1,
+                Truth::Stuck => stuck += 1,
+                Truth::RolledBack => rolled_back += 1,
+                Truth::Old => {}
+            }
+            disconnected += u32::from(world.disconnected_ever(g));
+        }
+        let c = &world.counters;
+        let _ = Status::COUNT;
+        Summary {
+            policy: policy.to_string(),
+            seed,
+            gateways: n,
+            succeeded,
+            failed: n - succeeded,
+            success_rate: round6(f64::from(succeeded) / f64::from(n.max(1))),
+            manual_interventions: bricked + stuck,
+            disconnected,
+            disconnect_rate: round6(f64::from(disconnected) / f64::from(n.max(1))),
+            peak_mgmt_cpu_pct: round6(world.service.peak_cpu_pct),
+            makespan_s: end.secs(),
+            blast_radius: c.defective_installs as u32,
+            events: world.events(),
+            halted: engine.halted().is_some(),
+            halt_reason: engine.halted().map(|r| r.to_string()),
+            rolled_back,
+            bricked,
+            stuck,
+            op_timeouts: c.timeouts,
+            rejections: world.service.rejected,
+            deferrals: engine.deferrals().iter().sum(),
+            attempts: c.ops_started,
+            peak_in_flight: engine.peak_in_flight(),
+            cache_fills: c.cache_fills,
+            truncated,
+            scenario: world.scenario.fingerprint.clone(),
+        }
+    }
+
+    /// A metric by name (see `METRICS`).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "success_rate" => self.success_rate,
+            "peak_mgmt_cpu_pct" => self.peak_mgmt_cpu_pct,
+            "disconnect_rate" => self.disconnect_rate,
+            "manual_interventions" => f64::from(self.manual_interventions),
+            "makespan_s" => self.makespan_s,
+            "blast_radius" => f64::from(self.blast_radius),
+            "succeeded" => f64::from(self.succeeded),
+            "events" => self.events as f64,
+            _ => return None,
+        })
+    }
+
+    /// The human-readable report printed by `simulate` without `--json`.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let h = self.makespan_s / 3600.0;
+        s += &format!(
+            "policy {}  seed {}  gateways {}\n",
+            self.policy, self.seed, self.gateways
+        );
+        s += &format!(
+            "  succeeded            {:>6}  ({:.1}%)\n  failed               {:>6}\n  manual interventions {:>6}  ({} bricked, {} stuck)\n",
+            self.succeeded,
+            self.success_rate * 100.0,
+            self.failed,
+            self.manual_interventions,
+            self.bricked,
+            self.stuck
+        );
+        s += &format!(
+            "  disconnected         {:>6}  ({:.1}%)\n  peak mgmt CPU        {:>6.1}%\n  makespan             {:>6.2} h  ({:.0} s)\n",
+            self.disconnected,
+            self.disconnect_rate * 100.0,
+            self.peak_mgmt_cpu_pct,
+            h,
+            self.makespan_s
+        );
+        s += &format!(
+            "  blast radius         {:>6}\n  attempts {}  timeouts {}  rejections {}  deferrals {}  peak in flight {}\n",
+            self.blast_radius, self.attempts, self.op_timeouts, self.rejections, self.deferrals, self.peak_in_flight
+        );
+        if let Some(r) = &self.halt_reason {
+            s += &format!("  HALTED: {r}\n");
+        }
+        if self.truncated {
+            s += "  warning: stopped at the virtual-time limit (60 days) before the rollout finished\n";
+        }
+        s += &format!("  events {}\n", self.events);
+        s
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}

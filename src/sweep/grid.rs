@@ -1,0 +1,50 @@
+//! Sweep grids: a base policy plus lists of values for some of its parameters, expanded
+//! into the cartesian product in a fixed order.
+
+use std::collections::BTreeMap;
+
+use crate::scenario::raw::RawPolicy;
+
+/// The `[policies.NAME]` table of the merged document (empty if absent).
+pub fn policy_table(document: &toml::Table, name: &str) -> toml::Table {
+    document
+        .get("policies")
+        .and_then(|p| p.get(name))
+        .and_then(|p| p.as_table())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Sets dotted `param` (e.g. `gate.fraction`) in a copy of `base` and re-reads it as a policy.
+pub fn set_param(
+    base: &toml::Table,
+    param: &str,
+    value: &toml::Value,
+) -> Result<RawPolicy, String> {
+    let mut table = base.clone();
+    crate::scenario::overrides::apply(&mut table, param, value.clone()).map_err(|e| e.message)?;
+    crate::scenario::overrides::deserialize::<RawPolicy>(&table).map_err(|e| match e.key {
+        Some(k) => format!("`{k}`: {}", e.message),
+        None => e.message,
+    })
+}
+
+/// One point of a grid: the parameter values in the grid's key order.
+pub type Point = BTreeMap<String, toml::Value>;
+
+/// The cartesian product of `params`, first key varying slowest.
+pub fn expand(params: &BTreeMap<String, Vec<toml::Value>>) -> Vec<Point> {
+    let mut points = vec![Point::new()];
+    for (key, values) in params {
+        let mut next = Vec::with_capacity(points.len() * values.len());
+        for p in &points {
+            for v in values {
+                let mut q = p.clone();
+                q.insert(key.clone(), v.clone());
+                next.push(q);
+            }
+        }
+        points = next;
+    }
+    points
+}

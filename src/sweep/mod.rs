@@ -1,0 +1,3 @@
+//! Parameter sweeps over policy grids with replications.
+
+pub mod grid;

@@ -1,0 +1,393 @@
+//! The simulated fleet: gateways, links, regional caches, the management service and faults.
+//! It takes the engine's commands and answers with observations, exactly as a live backend
+//! would. It must never decide policy: every choice of what to start, retry or stop is the engine's.
+
+pub mod events;
+pub mod gateway;
+pub mod hazard;
+pub mod network;
+pub mod service;
+
+use rand_distr::{Distribution, Exp1};
+
+use crate::engine::{Cause, Command, Facts, GatewayInfo, Observation, Phase};
+use crate::scenario::Scenario;
+use crate::sim::queue::EventQueue;
+use crate::sim::rng::{self, Purpose, Stream};
+use crate::time::Time;
+use gateway::Profile;
+use hazard::Hazard;
+use network::{LinkId, Network};
+use service::{Admission, Service};
+
+/// What is physically on the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    Old,
+    Updated,
+    RolledBack,
+    /// Flash failed or interrupted: needs a technician.
+    Bricked,
+    /// Agent wedged after a disconnect: needs a power cycle on site.
+    Stuck,
+}
+
+/// What the gateway is busy with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    None,
+    /// The service holds a slot for it, the command is on its way or waiting for it to reconnect.
+    Dispatching,
+    WaitingCache,
+    Downloading,
+    ChunkPause,
+    Installing,
+    RollingBack,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    None,
+    Queued,
+    Active,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    EngineWake,
+    Tick,
+    Dispatch {
+        gw: u32,
+        attempt: u32,
+    },
+    ChunkDone {
+        gw: u32,
+        generation: u32,
+    },
+    ChunkResume {
+        gw: u32,
+        attempt: u32,
+    },
+    CacheFilled {
+        region: u16,
+    },
+    InstallDone {
+        gw: u32,
+        attempt: u32,
+    },
+    Report {
+        gw: u32,
+        attempt: u32,
+        result: Result<(), Cause>,
+    },
+    OpTimeout {
+        gw: u32,
+        attempt: u32,
+    },
+    Disconnect {
+        generation: u32,
+    },
+    Reconnect {
+        gw: u32,
+    },
+    RollbackDone {
+        gw: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    Cold,
+    Filling,
+    Warm,
+}
+
+struct Gw {
+    profile: Profile,
+    luck: Stream,
+    truth: Truth,
+    activity: Activity,
+    op: Op,
+    attempt: u32,
+    online: bool,
+    last_reconnect: Time,
+    bits_done: f64,
+    chunk_fails: u32,
+    disconnected: bool,
+    held_report: Option<Result<(), Cause>>,
+}
+
+/// Per-run counters beyond the summary's headline figures.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub ops_started: u64,
+    pub timeouts: u64,
+    pub chunk_failures: u64,
+    pub installs: u64,
+    pub defective_installs: u64,
+    pub health_failures: u64,
+    pub cache_fills: u64,
+    pub last_activity: Time,
+}
+
+pub struct World {
+    pub scenario: Scenario,
+    gws: Vec<Gw>,
+    net: Network,
+    pub service: Service,
+    hazard: Hazard,
+    hazard_rate: f64,
+    hazard_since: Time,
+    disconnect_generation: u32,
+    disconnect_at: Time,
+    caches: Vec<Cache>,
+    cache_waiters: Vec<Vec<u32>>,
+    queue: EventQueue<Event>,
+    busy_gateways: u32,
+    online: u32,
+    pub counters: Counters,
+    tick: Time,
+    chunk_bits: f64,
+    image_bits: f64,
+}
+
+/// Link layout: 0 = origin, then one uplink per region, then one cache link per region.
+fn uplink(region: u16) -> LinkId {
+    1 + region
+}
+
+impl World {
+    pub fn new(scenario: &Scenario, seed: u64) -> World {
+        let n = scenario.fleet.gateways as usize;
+        let regions = scenario.fleet.regions.len();
+        let net_cfg = &scenario.network;
+        let mut links = vec![net_cfg.origin_mbps * 1e6];
+        links.extend(std::iter::repeat_n(
+            net_cfg.region_uplink_mbps * 1e6,
+            regions,
+        ));
+        links.extend(std::iter::repeat_n(net_cfg.cache_mbps * 1e6, regions));
+        let mut hazard = Hazard::new(n);
+        let gws: Vec<Gw> = (0..n as u32)
+            .map(|i| {
+                let mut luck = rng::stream(seed, Purpose::Luck, u64::from(i));
+                let budget: f64 = Exp1.sample(&mut luck);
+                hazard.renew(i, budget);
+                Gw {
+                    profile: Profile::draw(scenario, seed, i),
+                    luck,
+                    truth: Truth::Old,
+                    activity: Activity::None,
+                    op: Op::None,
+                    attempt: 0,
+                    online: true,
+                    last_reconnect: Time::ZERO,
+                    bits_done: 0.0,
+                    chunk_fails: 0,
+                    disconnected: false,
+                    held_report: None,
+                }
+            })
+            .collect();
+        let mut w = World {
+            service: Service::new(&scenario.service),
+            net: Network::new(links, n + regions),
+            hazard,
+            hazard_rate: 0.0,
+            hazard_since: Time::ZERO,
+            disconnect_generation: 0,
+            disconnect_at: Time::NEVER,
+            caches: vec![Cache::Cold; regions],
+            cache_waiters: vec![Vec::new(); regions],
+            queue: EventQueue::default(),
+            busy_gateways: 0,
+            online: n as u32,
+            counters: Counters::default(),
+            tick: Time::from_secs(scenario.service.tick_s),
+            chunk_bits: scenario.firmware.chunk_mb * 8e6,
+            image_bits: scenario.firmware.size_mb * 8e6,
+            gws,
+            scenario: scenario.clone(),
+        };
+        for g in 0..n as u32 {
+            w.refresh_exposure(g);
+        }
+        w.queue.push(Time::ZERO, Event::Tick);
+        w
+    }
+
+    pub fn inventory(&self) -> Vec<GatewayInfo> {
+        self.gws
+            .iter()
+            .map(|g| GatewayInfo {
+                region: g.profile.region,
+                hw: g.profile.hw,
+            })
+            .collect()
+    }
+
+    pub fn gateways(&self) -> usize {
+        self.gws.len()
+    }
+
+    pub fn truth(&self, g: u32) -> Truth {
+        self.gws[g as usize].truth
+    }
+
+    pub fn activity(&self, g: u32) -> Activity {
+        self.gws[g as usize].activity
+    }
+
+    pub fn is_queued(&self, g: u32) -> bool {
+        self.gws[g as usize].op == Op::Queued
+    }
+
+    pub fn is_online(&self, g: u32) -> bool {
+        self.gws[g as usize].online
+    }
+
+    pub fn disconnected_ever(&self, g: u32) -> bool {
+        self.gws[g as usize].disconnected
+    }
+
+    /// Gateways still doing something physical (downloading, installing, rolling back...).
+    pub fn busy(&self) -> bool {
+        self.busy_gateways > 0
+    }
+
+    pub fn events(&self) -> u64 {
+        self.queue.popped()
+    }
+
+    pub fn schedule(&mut self, t: Time, e: Event) {
+        self.queue.push(t, e);
+    }
+
+    pub fn pop(&mut self) -> Option<(Time, Event)> {
+        self.queue.pop()
+    }
+
+    /// Current load on the origin and on each regional cache, in Mbps.
+    pub fn link_loads_mbps(&self) -> (f64, Vec<f64>, Vec<f64>) {
+        let regions = self.caches.len() as u16;
+        let origin = self.net.link_load_bps(0) / 1e6;
+        let uplinks = (0..regions)
+            .map(|r| self.net.link_load_bps(uplink(r)) / 1e6)
+            .collect();
+        let caches = (0..regions)
+            .map(|r| self.net.link_load_bps(1 + regions + r) / 1e6)
+            .collect();
+        (origin, uplinks, caches)
+    }
+
+    pub fn tick_period(&self) -> Time {
+        self.tick
+    }
+
+    fn set_activity(&mut self, g: u32, a: Activity) {
+        let gw = &mut self.gws[g as usize];
+        let was_busy = gw.activity != Activity::None;
+        gw.activity = a;
+        let is_busy = a != Activity::None;
+        match (was_busy, is_busy) {
+            (false, true) => self.busy_gateways += 1,
+            (true, false) => self.busy_gateways -= 1,
+            _ => {}
+        }
+        self.refresh_exposure(g);
+    }
+
+    fn refresh_exposure(&mut self, g: u32) {
+        let gw = &self.gws[g as usize];
+        let f = &self.scenario.failures;
+        let w = if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
+            0.0
+        } else if matches!(
+            gw.activity,
+            Activity::Downloading
+                | Activity::ChunkPause
+                | Activity::Installing
+                | Activity::WaitingCache
+        ) {
+            gw.profile.flakiness
+        } else {
+            gw.profile.flakiness * f.idle_exposure as f32
+        };
+        self.hazard.set_weight(g, w);
+    }
+
+    fn advance_hazard(&mut self, now: Time) {
+        self.hazard
+            .accumulate(self.hazard_rate, (now - self.hazard_since).secs());
+        self.hazard_since = now;
+    }
+
+    /// Makes sure a Disconnect event is pending no later than the next threshold crossing.
+    fn schedule_disconnect(&mut self, now: Time, force: bool) {
+        let Some((threshold, _)) = self.hazard.next() else {
+            return;
+        };
+        if self.hazard_rate <= 0.0 {
+            return;
+        }
+        let dt = ((threshold - self.hazard.total).max(0.0) / self.hazard_rate).min(1e9);
+        let at = now + Time::from_secs(dt);
+        if force || at < self.disconnect_at || self.disconnect_at < now {
+            self.disconnect_generation = self.disconnect_generation.wrapping_add(1);
+            self.disconnect_at = at;
+            self.queue.push(
+                at,
+                Event::Disconnect {
+                    generation: self.disconnect_generation,
+                },
+            );
+        }
+    }
+
+    /// Carries out one engine command at `now`.
+    pub fn apply(&mut self, now: Time, cmd: &Command, obs: &mut Vec<Observation>) {
+        match *cmd {
+            Command::Check { gw } => {
+                let facts = self.facts(now, gw);
+                obs.push(Observation::Checked { gw, facts });
+            }
+            Command::Start { gw, attempt } => self.submit(now, gw, attempt, obs),
+            Command::Cancel { gw, attempt } => self.cancel(now, gw, attempt, obs),
+            Command::Rollback { gw } => {
+                if self.gws[gw as usize].truth == Truth::Updated
+                    && self.gws[gw as usize].activity == Activity::None
+                {
+                    self.set_activity(gw, Activity::RollingBack);
+                    let d = self
+                        .scenario
+                        .install
+                        .seconds
+                        .sample(&mut self.gws[gw as usize].luck);
+                    self.queue
+                        .push(now + Time::from_secs(d), Event::RollbackDone { gw });
+                }
+            }
+            Command::WaveReleased { .. } | Command::Halt { .. } => {}
+        }
+        self.schedule_disconnect(now, false);
+    }
+
+    /// What a pre-update check reads off a gateway; the engine judges it.
+    fn facts(&self, now: Time, g: u32) -> Facts {
+        let gw = &self.gws[g as usize];
+        let fleet = &self.scenario.fleet;
+        let online = gw.online && !matches!(gw.truth, Truth::Bricked | Truth::Stuck);
+        Facts {
+            online,
+            cpu_pct: Some(gw.profile.cpu_at(now, fleet.busy_cpu_pct)),
+            disk_mb: Some(f64::from(gw.profile.free_disk_mb)),
+            battery_pct: gw.profile.battery_at(now, fleet.battery_charge_pct_per_h),
+            busy: Some(gw.profile.busy_at(now)),
+            stable_for: Some(if gw.disconnected {
+                now - gw.last_reconnect
+            } else {
+                now
+            }),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Shared links with max-min fair sharing (progressive filling). A flow's rate is the
+//! minimum of its own cap (rate limit, last mile, TCP window/RTT) and its fair share of
+//! every shared link it crosses. Progress is integrated lazily between rate changes.
+
+use crate::time::Time;
+
+pub type FlowId = u32;
+pub type LinkId = u16;
+pub const NO_LINK: LinkId = LinkId::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    links: [LinkId; 2],
+    cap_bps: f64,
+    rate_bps: f64,
+    remaining_bits: f64,
+    last: Time,
+    /// Position in `active`, or `usize::MAX` when idle.
+    slot: usize,
+    generation: u32,
+}
+
+/// A set of shared links and the flows crossing them.
+pub struct Network {
+    capacity_bps: Vec<f64>,
+    load_bps: Vec<f64>,
+    flows: Vec<Flow>,
+    active: Vec<FlowId>,
+    // Scratch buffers reused by `reshare` so it does not allocate per event.
+    order: Vec<FlowId>,
+    rem: Vec<f64>,
+    count: Vec<u32>,
+    frozen: Vec<bool>,
+}
+
+impl Network {
+    pub fn new(capacity_bps: Vec<f64>, flows: usize) -> Network {
+        let links = capacity_bps.len();
+        Network {
+            load_bps: vec![0.0; links],
+            capacity_bps,
+            flows: vec![
+                Flow {
+                    links: [NO_LINK; 2],
+                    cap_bps: 0.0,
+                    rate_bps: 0.0,
+                    remaining_bits: 0.0,
+                    last: Time::ZERO,
+                    slot: usize::MAX,
+                    generation: 0,
+                };
+                flows
+            ],
+            active: Vec::new(),
+            order: Vec::new(),
+            rem: vec![0.0; links],
+            count: vec![0; links],
+            frozen: vec![false; flows],
+        }
+    }
+
+    /// Starts `id` with `bits` to move; call `reshare` afterwards.
+    pub fn start(&mut self, now: Time, id: FlowId, links: [LinkId; 2], cap_bps: f64, bits: f64) {
+        self.advance(now);
+        let f = &mut self.flows[id as usize];
+        debug_assert!(f.slot == usize::MAX, "flow {id} started twice");
+        f.links = links;
+        f.cap_bps = cap_bps;
+        f.remaining_bits = bits;
+        f.last = now;
+        f.rate_bps = 0.0;
+        f.slot = self.active.len();
+        self.active.push(id);
+    }
+
+    /// Gives a running flow a new target (the next chunk) without changing any rate.
+    pub fn refill(&mut self, now: Time, id: FlowId, bits: f64) {
+        let f = &mut self.flows[id as usize];
+        f.last = now;
+        f.remaining_bits = bits;
+        f.generation = f.generation.wrapping_add(1);
+    }
+
+    /// Stops `id`; returns the bits it had left. Call `reshare` afterwards.
+    pub fn stop(&mut self, now: Time, id: FlowId) -> f64 {
+        self.advance(now);
+        let f = &mut self.flows[id as usize];
+        if f.slot == usize::MAX {
+            return 0.0;
+        }
+        let slot = f.slot;
+        f.slot = usize::MAX;
+        f.rate_bps = 0.0;
+        f.generation = f.generation.wrapping_add(1);
+        let left = f.remaining_bits.max(0.0);
+        self.active.swap_remove(slot);
+        if let Some(&moved) = self.active.get(slot) {
+            self.flows[moved as usize].slot = slot;
+        }
+        left
+    }
+
+    pub fn is_active(&self, id: FlowId) -> bool {
+        self.flows[id as usize].slot != usize::MAX
+    }
+
+    pub fn generation(&self, id: FlowId) -> u32 {
+        self.flows[id as usize].generation
+    }
+
+    pub fn rate_bps(&self, id: FlowId) -> f64 {
+        self.flows[id as usize].rate_bps
+    }
+
+    /// Current throughput carried by a link.
+    pub fn link_load_bps(&self, link: LinkId) -> f64 {
+        self.load_bps[link as usize]
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.active.len()
+    }
+
+    /// When `id` will have moved all its remaining bits at its current rate.
+    pub fn finish_time(&self, id: FlowId) -> Time {
+        let f = &self.flows[id as usize];
+        if f.rate_bps <= 0.0 {
+            return Time::NEVER;
+        }
+        f.last + Time::from_millis_f64(f.remaining_bits.max(0.0) / f.rate_bps * 1000.0)
+    }
+
+    fn advance(&mut self, now: Time) {
+        for &id in &self.active {
+            let f = &mut self.flows[id as usize];
+            let dt = (now - f.last).secs();
+            f.remaining_bits -= f.rate_bps * dt;
+            f.last = now;
+        }
+    }
+
+    /// Recomputes max-min fair rates at `now`. Calls `changed(id)` for every flow whose
+    /// rate changed, so the caller can reschedule its finish event.
+    pub fn reshare(&mut self, now: Time, mut changed: impl FnMut(FlowId)) {
+        self.advance(now);
+        self.rem.copy_from_slice(&self.capacity_bps);
+        self.count.iter_mut().for_each(|c| *c = 0);
+        self.order.clear();
+        self.order.extend_from_slice(&self.active);
+        let flows = &self.flows;
+        self.order.sort_unstable_by(|a, b| {
+            flows[*a as usize]
+                .cap_bps
+                .total_cmp(&flows[*b as usize].cap_bps)
+                .then(a.cmp(b))
+        });
+        for &id in &self.order {
+            self.frozen[id as usize] = false;
+            for l in self.flows[id as usize].links {
+                if l != NO_LINK {
+                    self.count[l as usize] += 1;
+                }
+            }
+        }
+        let mut next_cap = 0usize; // index into `order` of the smallest unfrozen cap
+        let mut left = self.order.len();
+        while left > 0 {
+            while next_cap < self.order.len() && self.frozen[self.order[next_cap] as usize] {
+                next_cap += 1;
+            }
+            let cap_level = self.flows[self.order[next_cap] as usize].cap_bps;
+            let mut link_level = f64::INFINITY;
+            let mut bottleneck = NO_LINK;
+            for (l, (&rem, &n)) in self.rem.iter().zip(&self.count).enumerate() {
+                if n > 0 {
+                    let share = rem.max(0.0) / n as f64;
+                    if share < link_level {
+                        link_level = share;
+                        bottleneck = l as LinkId;
+                    }
+                }
+            }
+            if cap_level <= link_level {
+                // Freeze every unfrozen flow whose own cap is reached.
+                let mut i = next_cap;
+                while i < self.order.len() {
+                    let id = self.order[i] as usize;
+                    if !self.frozen[id] {
+                        if self.flows[id].cap_bps > cap_level {
+                            break;
+                        }
+                        self.freeze(id, cap_level, &mut changed);
+                        left -= 1;
+                    }
+                    i += 1;
+                }
+            } else {
+                for i in next_cap..self.order.len() {
+                    let id = self.order[i] as usize;
+                    if !self.frozen[id] && self.flows[id].links.contains(&bottleneck) {
+                        self.freeze(id, link_level, &mut changed);
+                        left -= 1;
+                    }
+                }
+            }
+        }
+        self.load_bps.iter_mut().for_each(|l| *l = 0.0);
+        for &id in &self.active {
+            let f = &self.flows[id as usize];
+            for l in f.links {
+                if l != NO_LINK {
+                    self.load_bps[l as usize] += f.rate_bps;
+                }
+            }
+        }
+    }
+
+    fn freeze(&mut self, id: usize, rate: f64, changed: &mut impl FnMut(FlowId)) {
+        self.frozen[id] = true;
+        let f = &mut self.flows[id];
+        for l in f.links {
+            if l != NO_LINK {
+                self.rem[l as usize] -= rate;
+                self.count[l as usize] -= 1;
+            }
+        }
+        if f.rate_bps != rate {
+            f.rate_bps = rate;
+            f.generation = f.generation.wrapping_add(1);
+            changed(id as FlowId);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: f64 = 8e6;
+
+    /// Runs flows to completion, resharing at each finish; returns finish times in seconds.
+    fn run(capacity: Vec<f64>, flows: &[([LinkId; 2], f64, f64)]) -> Vec<f64> {
+        let mut net = Network::new(capacity, flows.len());
+        for (i, (links, cap, bits)) in flows.iter().enumerate() {
+            net.start(Time::ZERO, i as u32, *links, *cap, *bits);
+        }
+        net.reshare(Time::ZERO, |_| {});
+        let mut done = vec![0.0; flows.len()];
+        while net.active_flows() > 0 {
+            let (id, t) = (0..flows.len() as u32)
+                .filter(|&i| net.is_active(i))
+                .map(|i| (i, net.finish_time(i)))
+                .min_by_key(|&(i, t)| (t, i))
+                .unwrap();
+            net.stop(t, id);
+            done[id as usize] = t.secs();
+            net.reshare(t, |_| {});
+        }
+        done
+    }
+
+    #[test]
+    fn lone_flow_runs_at_its_cap() {
+        let t = run(vec![1e9], &[([0, NO_LINK], 10e6, 150.0 * MB)]);
+        assert!((t[0] - 120.0).abs() < 0.01, "{t:?}");
+    }
+
+    #[test]
+    fn fluid_law_n_equal_flows() {
+        let n = 40;
+        let c = 100e6;
+        let s = 150.0 * MB;
+        let flows: Vec<_> = (0..n).map(|_| ([0, NO_LINK], 1e12, s)).collect();
+        let t = run(vec![c], &flows);
+        let expect = n as f64 * s / c;
+        for ti in t {
+            assert!((ti - expect).abs() / expect < 0.02, "{ti} vs {expect}");
+        }
+    }
+
+    #[test]
+    fn max_min_fair_with_a_capped_flow() {
+        // One flow capped at 10 on a 100 link with two others: they split the other 90.
+        let mut net = Network::new(vec![100.0], 3);
+        net.start(Time::ZERO, 0, [0, NO_LINK], 10.0, 1e9);
+        net.start(Time::ZERO, 1, [0, NO_LINK], 1e9, 1e9);
+        net.start(Time::ZERO, 2, [0, NO_LINK], 1e9, 1e9);
+        net.reshare(Time::ZERO, |_| {});
+        assert_eq!(net.rate_bps(0), 10.0);
+        assert_eq!(net.rate_bps(1), 45.0);
+        assert_eq!(net.rate_bps(2), 45.0);
+        assert_eq!(net.link_load_bps(0), 100.0);
+    }
+
+    #[test]
+    fn two_level_bottlenecks() {
+        // Links: origin 100, region A 20, region B 1000. Two flows in A, two in B.
+        let mut net = Network::new(vec![100.0, 20.0, 1000.0], 4);
+        net.start(Time::ZERO, 0, [1, 0], 1e9, 1e9);
+        net.start(Time::ZERO, 1, [1, 0], 1e9, 1e9);
+        net.start(Time::ZERO, 2, [2, 0], 1e9, 1e9);
+        net.start(Time::ZERO, 3, [2, 0], 1e9, 1e9);
+        net.reshare(Time::ZERO, |_| {});
+        assert_eq!(net.rate_bps(0), 10.0);
+        assert_eq!(net.rate_bps(2), 40.0);
+        assert_eq!(net.link_load_bps(0), 100.0);
+    }
+}
