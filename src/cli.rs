@@ -24,6 +24,23 @@ pub struct Cli {
 pub enum Command {
     /// Run one policy on a scenario and print its outcome
     Simulate(SimulateArgs),
+    /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Scenario with `bulk`, `seed-staged` and `fixed` policies (e.g. scenarios/seed-200.toml)
+    pub scenario: PathBuf,
+    /// Seeds 1..=N per policy
+    #[arg(long, default_value_t = 30)]
+    pub seeds: u64,
+    /// Override a scenario key by dotted path; VALUE is TOML (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Exit 1 if any figure falls outside its target range
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,10 @@
 //! - `engine`: the sans-IO rollout engine shared by simulation and live execution
 //! - `simulate`: the driver that runs the engine against the world
 
+// Errors are the cold path and carry file, line and key context on purpose.
+#![allow(clippy::result_large_err)]
+
+pub mod calibrate;
 pub mod cli;
 pub mod commands;
 pub mod engine;
@@ -13,6 +17,7 @@ pub mod error;
 pub mod scenario;
 pub mod sim;
 pub mod simulate;
+pub mod stats;
 pub mod sweep;
 pub mod time;
 pub mod world;

@@ -1,5 +1,7 @@
 //! The `stagger` binary: parse flags, run the subcommand, map failures to exit codes.
 
+#![allow(clippy::result_large_err)]
+
 use clap::Parser;
 
 fn main() {

@@ -1,5 +1,6 @@
 //! Subcommand implementations. Each turns validated arguments into output bytes.
 
+pub mod calibrate;
 pub mod simulate;
 
 use crate::cli::{Cli, Command};
@@ -8,6 +9,7 @@ use crate::error::Failure;
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Simulate(args) => simulate::run(&args),
+        Command::Calibrate(args) => calibrate::run(&args),
     }
 }
 

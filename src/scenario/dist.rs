@@ -276,13 +276,20 @@ pub fn parse(value: &toml::Value, key: &str, bounds: Bounds) -> Result<Dist, Inp
     if lo > hi {
         return Err(err(format!("min {lo} is above max {hi}")));
     }
-    if d.min_value() < bounds.lo || d.max_value() > bounds.hi {
-        return Err(err(format!(
-            "values from {} to {} fall outside the allowed range {}",
-            d.min_value(),
-            d.max_value(),
-            show_range(bounds)
-        )));
+    // Bounded kinds must lie inside the allowed range as written; unbounded kinds are truncated.
+    let written = match &d.kind {
+        Kind::Constant(v) => Some((*v, *v)),
+        Kind::Uniform(a, b) => Some((*a, *b)),
+        Kind::Triangular(_, [a, _, b]) => Some((*a, *b)),
+        _ => None,
+    };
+    if let Some((a, b)) = written {
+        if a < bounds.lo || b > bounds.hi {
+            return Err(err(format!(
+                "values from {a} to {b} fall outside the allowed range {}",
+                show_range(bounds)
+            )));
+        }
     }
     Ok(d)
 }

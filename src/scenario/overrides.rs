@@ -94,7 +94,23 @@ pub fn deserialize<T: DeserializeOwned>(table: &toml::Table) -> Result<T, InputE
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let msg = e.inner().to_string();
-        let msg = msg.trim().trim_end_matches('\n').to_string();
-        InputError::at_key(&path, msg)
+        InputError::at_key(&path, plain_types(msg.trim()))
     })
+}
+
+/// Says serde's Rust type names in the user's words.
+fn plain_types(msg: &str) -> String {
+    let mut m = msg.to_string();
+    for (rust, plain) in [
+        ("expected i64", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a table"),
+        ("struct RawPolicy", "a policy table"),
+    ] {
+        m = m.replace(rust, plain);
+    }
+    m
 }

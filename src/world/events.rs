@@ -202,7 +202,7 @@ impl World {
             Event::Disconnect { generation } => {
                 if generation == self.disconnect_generation {
                     self.disconnect_at = Time::NEVER;
-                    while let Some((threshold, g)) = self.hazard.next() {
+                    while let Some((threshold, g)) = self.hazard.lowest() {
                         if threshold > self.hazard.total * (1.0 + 1e-12) + 1e-12 {
                             break;
                         }

@@ -6,9 +6,14 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Key(f64);
 impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
@@ -76,7 +81,7 @@ impl Hazard {
     }
 
     /// The lowest threshold on H and its gateway.
-    pub fn next(&mut self) -> Option<(f64, u32)> {
+    pub fn lowest(&mut self) -> Option<(f64, u32)> {
         while let Some(&Reverse((Key(t), g, v))) = self.heap.peek() {
             if self.version[g as usize] == v {
                 return Some((t, g));

@@ -324,7 +324,7 @@ impl World {
 
     /// Makes sure a Disconnect event is pending no later than the next threshold crossing.
     fn schedule_disconnect(&mut self, now: Time, force: bool) {
-        let Some((threshold, _)) = self.hazard.next() else {
+        let Some((threshold, _)) = self.hazard.lowest() else {
             return;
         };
         if self.hazard_rate <= 0.0 {

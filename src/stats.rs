@@ -1,0 +1,99 @@
+//! Summary statistics: mean and Student-t 95% confidence interval (statrs).
+
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub n: usize,
+    pub mean: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub sd: f64,
+}
+
+/// Mean with a two-sided 95% Student-t interval. One sample gives a zero-width interval.
+pub fn mean_ci95(xs: &[f64]) -> Estimate {
+    let n = xs.len();
+    if n == 0 {
+        return Estimate {
+            n,
+            mean: f64::NAN,
+            lo: f64::NAN,
+            hi: f64::NAN,
+            sd: f64::NAN,
+        };
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return Estimate {
+            n,
+            mean,
+            lo: mean,
+            hi: mean,
+            sd: 0.0,
+        };
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let sd = var.sqrt();
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+        .map(|d| d.inverse_cdf(0.975))
+        .unwrap_or(1.96);
+    let half = t * sd / (n as f64).sqrt();
+    Estimate {
+        n,
+        mean,
+        lo: mean - half,
+        hi: mean + half,
+        sd,
+    }
+}
+
+/// The q-quantile (0..=1) by linear interpolation of sorted values.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos.fract());
+    let next = sorted[(i + 1).min(sorted.len() - 1)];
+    sorted[i] + (next - sorted[i]) * frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Normal};
+
+    #[test]
+    fn interval_covers_known_mean_about_95_percent() {
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(42);
+        let d = Normal::new(10.0, 3.0).unwrap();
+        let trials = 4000;
+        let covered = (0..trials)
+            .filter(|_| {
+                let xs: Vec<f64> = (0..8).map(|_| d.sample(&mut rng)).collect();
+                let e = mean_ci95(&xs);
+                e.lo <= 10.0 && 10.0 <= e.hi
+            })
+            .count();
+        let rate = covered as f64 / trials as f64;
+        // Binomial sd at p = 0.95, n = 4000 is 0.0034; allow about 3 sd.
+        assert!((rate - 0.95).abs() < 0.011, "coverage {rate}");
+    }
+
+    #[test]
+    fn small_samples_use_t_not_z() {
+        let e = mean_ci95(&[1.0, 3.0]);
+        // t(1) = 12.706; sd = sqrt(2); half = 12.706 * sqrt(2)/sqrt(2).
+        assert!((e.hi - e.mean - 12.706).abs() < 0.01, "{e:?}");
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [0.0, 10.0, 20.0, 30.0];
+        assert_eq!(quantile(&v, 0.5), 15.0);
+        assert_eq!(quantile(&v, 0.0), 0.0);
+        assert_eq!(quantile(&v, 1.0), 30.0);
+    }
+}

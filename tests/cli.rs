@@ -1,0 +1,190 @@
+//! The CLI contract: JSON summary, determinism, timeline columns, help and exit codes.
+
+mod common;
+use common::*;
+
+#[test]
+fn json_is_exactly_one_object_with_the_spec_fields() {
+    let s = seed_scenario();
+    let o = run(&["simulate", &s, "--policy", "bulk", "--seed", "3", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.trim().lines().count(), 1, "one line of JSON: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in [
+        "policy",
+        "seed",
+        "gateways",
+        "succeeded",
+        "failed",
+        "success_rate",
+        "manual_interventions",
+        "disconnected",
+        "disconnect_rate",
+        "peak_mgmt_cpu_pct",
+        "makespan_s",
+        "blast_radius",
+        "events",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    let n = v["gateways"].as_f64().unwrap();
+    let ok = v["succeeded"].as_f64().unwrap();
+    assert_eq!(v["failed"].as_f64().unwrap(), n - ok);
+    assert!((v["success_rate"].as_f64().unwrap() - ok / n).abs() < 1e-6);
+    assert_eq!(v["policy"], "bulk");
+    assert_eq!(v["seed"], 3);
+}
+
+#[test]
+fn same_seed_same_bytes_different_seed_differs() {
+    let s = seed_scenario();
+    for policy in ["bulk", "seed-staged", "adaptive", "pipelined"] {
+        let a = run(&["simulate", &s, "--policy", policy, "--seed", "7", "--json"]);
+        let b = run(&["simulate", &s, "--policy", policy, "--seed", "7", "--json"]);
+        let c = run(&["simulate", &s, "--policy", policy, "--seed", "8", "--json"]);
+        assert_eq!(
+            a.stdout, b.stdout,
+            "{policy}: same seed must give identical bytes"
+        );
+        assert_ne!(
+            a.stdout, c.stdout,
+            "{policy}: different seeds should differ"
+        );
+    }
+}
+
+#[test]
+fn timeline_has_the_spec_columns_at_most_60_s_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let s = seed_scenario();
+    let o = run(&[
+        "simulate",
+        &s,
+        "--policy",
+        "fixed",
+        "--timeline",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut r = csv::Reader::from_path(&path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    for col in [
+        "t_s",
+        "mgmt_cpu_pct",
+        "active_ops",
+        "queued_ops",
+        "pending",
+        "downloading",
+        "installing",
+        "succeeded",
+        "failed",
+        "manual",
+    ] {
+        assert!(
+            header.contains(&col.to_string()),
+            "missing column {col}: {header:?}"
+        );
+    }
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert!(rows.len() > 10);
+    let t: Vec<f64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(
+        t.windows(2)
+            .all(|w| w[1] > w[0] && w[1] - w[0] <= 60.0 + 1e-9),
+        "spacing"
+    );
+    // Every row accounts for every gateway exactly once.
+    let state_cols: Vec<usize> = [
+        "pending",
+        "deferred",
+        "queued",
+        "downloading",
+        "installing",
+        "succeeded",
+        "failed",
+        "manual",
+        "rolled_back",
+    ]
+    .iter()
+    .map(|c| header.iter().position(|h| h == c).unwrap())
+    .collect();
+    for row in &rows {
+        let total: u32 = state_cols
+            .iter()
+            .map(|&i| row[i].parse::<u32>().unwrap())
+            .sum();
+        assert_eq!(total, 200);
+    }
+}
+
+#[test]
+fn human_summary_by_default() {
+    let s = seed_scenario();
+    let o = run(&["simulate", &s, "--policy", "fixed"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(
+        out.contains("makespan") && out.contains("peak mgmt CPU"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_subcommand_has_real_help() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let top = stdout(&o);
+    assert!(top.contains("Exit codes"), "{top}");
+    for sub in ["simulate", "calibrate"] {
+        let o = run(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help");
+        assert!(stdout(&o).contains("--set"), "{sub} --help mentions --set");
+    }
+}
+
+#[test]
+fn set_overrides_change_the_run_and_are_validated() {
+    let s = seed_scenario();
+    let small = json(&[
+        "simulate",
+        &s,
+        "--policy",
+        "bulk",
+        "--json",
+        "--set",
+        "fleet.gateways=50",
+    ]);
+    assert_eq!(small["gateways"], 50);
+    let dist = json(&[
+        "simulate",
+        &s,
+        "--policy",
+        "fixed",
+        "--json",
+        "--set",
+        "install.seconds={ dist = \"uniform\", min = 120, max = 240 }",
+    ]);
+    assert_eq!(dist["gateways"], 200);
+}
+
+#[test]
+fn a_bad_release_is_halted_with_a_small_blast_radius() {
+    let s = seed_scenario();
+    let v = json(&[
+        "simulate",
+        &s,
+        "--policy",
+        "seed-staged",
+        "--json",
+        "--set",
+        "firmware.defect_rate=0.5",
+    ]);
+    assert_eq!(v["halted"], true, "{v}");
+    let blast = v["blast_radius"].as_u64().unwrap();
+    assert!((1..=10).contains(&blast), "blast radius {blast}");
+    assert!(v["succeeded"].as_u64().unwrap() < 20);
+    let good = json(&["simulate", &s, "--policy", "seed-staged", "--json"]);
+    assert_eq!(good["blast_radius"], 0);
+}

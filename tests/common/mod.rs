@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests: run the binary, capture its output.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stagger"))
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn data(name: &str) -> String {
+    root().join("tests/data").join(name).display().to_string()
+}
+
+pub fn seed_scenario() -> String {
+    root().join("scenarios/seed-200.toml").display().to_string()
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the stagger binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn json(args: &[&str]) -> serde_json::Value {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "stagger {args:?} failed: {}",
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).expect("stdout is one JSON object")
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write test file");
+    p.display().to_string()
+}
