@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-cargo test --release --all-targets 2>&1
+cargo test --all-targets 2>&1

@@ -24,8 +24,85 @@ pub struct Cli {
 pub enum Command {
     /// Run one policy on a scenario and print its outcome
     Simulate(SimulateArgs),
+    /// Run every configuration of the scenario's [sweep] grids over replications
+    Sweep(SweepArgs),
+    /// Merge sharded sweep directories into one complete sweep
+    Merge(MergeArgs),
+    /// Pick the fastest plan that meets the safety constraints, and write it
+    Tune(TuneArgs),
     /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
     Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Scenario file with a [sweep] section (e.g. scenarios/seed-200.toml)
+    pub scenario: PathBuf,
+    /// Replications per configuration (default: sweep.replications)
+    #[arg(long)]
+    pub replications: Option<u32>,
+    /// Worker threads (default: all cores); outputs are identical for any value
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output directory (default: results/<scenario name>)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only shard I of N (0-based), or `auto` from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT
+    /// or JOB_COMPLETION_INDEX/STAGGER_SHARD_COUNT; combine shards with `stagger merge`
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+    /// Base seed for replication seeds (default: sweep.seed)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override a scenario key by dotted path; VALUE is TOML (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard directories written by `stagger sweep --shard`
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the merged sweep
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Worker threads for the representative timelines
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// A complete sweep directory
+    pub sweep_dir: PathBuf,
+    /// Least acceptable success rate (judged on the CI's lower bound)
+    #[arg(long, default_value_t = 0.97)]
+    pub min_success: f64,
+    /// Highest acceptable peak management CPU, percent (judged on the CI's upper bound)
+    #[arg(long, default_value_t = 50.0)]
+    pub max_cpu: f64,
+    /// Highest acceptable disconnect rate (judged on the CI's upper bound)
+    #[arg(long, default_value_t = 0.02)]
+    pub max_disconnect: f64,
+    /// Highest acceptable blast radius under a bad release (judged on the CI's upper bound)
+    #[arg(long, default_value_t = 10.0)]
+    pub max_blast: f64,
+    /// Where to write the plan (TOML)
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Extra replications for each raced candidate
+    #[arg(long, default_value_t = 20)]
+    pub extra_replications: u32,
+    /// How many leading candidates to race
+    #[arg(long, default_value_t = 6)]
+    pub candidates: usize,
+    /// Rounds of local search around the winner
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Worker threads (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -172,19 +172,35 @@ fn set_overrides_change_the_run_and_are_validated() {
 #[test]
 fn a_bad_release_is_halted_with_a_small_blast_radius() {
     let s = seed_scenario();
-    let v = json(&[
-        "simulate",
-        &s,
-        "--policy",
-        "seed-staged",
-        "--json",
-        "--set",
-        "firmware.defect_rate=0.5",
-    ]);
-    assert_eq!(v["halted"], true, "{v}");
-    let blast = v["blast_radius"].as_u64().unwrap();
-    assert!((1..=10).contains(&blast), "blast radius {blast}");
-    assert!(v["succeeded"].as_u64().unwrap() < 20);
+    let mut total = 0;
+    for seed in 1..=30 {
+        let seed = seed.to_string();
+        let v = json(&[
+            "simulate",
+            &s,
+            "--policy",
+            "seed-staged",
+            "--seed",
+            &seed,
+            "--json",
+            "--set",
+            "firmware.defect_rate=0.5",
+        ]);
+        assert_eq!(v["halted"], true, "{v}");
+        let blast = v["blast_radius"].as_u64().unwrap();
+        // At worst the canary passes by luck and the pilot (20) installs before the halt.
+        assert!(
+            (1..=25).contains(&blast),
+            "seed {seed}: blast radius {blast}"
+        );
+        assert!(v["succeeded"].as_u64().unwrap() < 25);
+        total += blast;
+    }
+    assert!(
+        total as f64 / 30.0 <= 10.0,
+        "mean blast radius {}",
+        total as f64 / 30.0
+    );
     let good = json(&["simulate", &s, "--policy", "seed-staged", "--json"]);
     assert_eq!(good["blast_radius"], 0);
 }

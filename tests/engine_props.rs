@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use proptest::prelude::*;
-use stagger::engine::policy::{Adaptive, Canary, Gate, Prechecks, Retry, Stage};
+use stagger::engine::policy::{Adaptive, Canary, DeferMode, Gate, Prechecks, Retry, Stage};
 use stagger::engine::{
     Cause, Command, Engine, Facts, Family, GateState, GatewayInfo, Observation, Phase, Policy,
     Status,
@@ -65,6 +65,11 @@ fn policy_strategy() -> impl Strategy<Value = Policy> {
             p.rollback_below = Some(0.2);
             if checks {
                 p.prechecks = Some(Prechecks {
+                    deferred: if delay % 2 == 0 {
+                        DeferMode::NextWave
+                    } else {
+                        DeferMode::Hold
+                    },
                     max_cpu_pct: Some(50.0),
                     min_disk_mb: None,
                     min_battery_pct: None,

@@ -2,6 +2,8 @@
 
 pub mod calibrate;
 pub mod simulate;
+pub mod sweep;
+pub mod tune;
 
 use crate::cli::{Cli, Command};
 use crate::error::Failure;
@@ -10,6 +12,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::Merge(args) => sweep::merge(&args),
+        Command::Tune(args) => tune::run(&args),
     }
 }
 
@@ -19,4 +24,13 @@ pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
         std::fs::create_dir_all(dir).map_err(|e| Failure::io(dir, e))?;
     }
     std::fs::write(path, bytes).map_err(|e| Failure::io(path, e))
+}
+
+/// Worker threads: the flag, or every core.
+pub fn threads(flag: Option<usize>) -> Result<usize, Failure> {
+    match flag {
+        Some(0) => Err(Failure::input("--threads must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }

@@ -108,6 +108,14 @@ pub enum Unready {
     Busy,
 }
 
+impl Unready {
+    /// Conditions that do not clear by waiting: the gateway needs an operator, so it is
+    /// reported at once instead of being re-checked for hours.
+    pub fn needs_operator(self) -> bool {
+        self == Unready::Disk
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Observation {
     /// The service accepted the operation (running or queued).
@@ -238,6 +246,8 @@ struct WaveState {
     finals: u32,
     /// Members that never got past their pre-checks: no evidence about the release.
     not_ready: u32,
+    /// Current membership (deferred gateways may move to the next wave).
+    size: u32,
 }
 
 /// Gives up on a gateway the service keeps refusing, so a dead backend cannot loop forever.
@@ -245,6 +255,7 @@ const MAX_REJECTIONS: u16 = 200;
 
 pub struct Engine {
     policy: Policy,
+    inventory: Vec<GatewayInfo>,
     plan: Plan,
     gws: Vec<Gw>,
     waves: Vec<WaveState>,
@@ -292,7 +303,15 @@ impl Engine {
         let window = policy.adaptive.clone().map(Window::new);
         let next_eval = window.as_ref().map_or(Time::NEVER, |w| w.interval());
         Engine {
-            waves: vec![WaveState::default(); plan.waves.len()],
+            waves: plan
+                .waves
+                .iter()
+                .map(|w| WaveState {
+                    size: w.len as u32,
+                    ..WaveState::default()
+                })
+                .collect(),
+            inventory: inventory.to_vec(),
             policy,
             plan,
             gws,
@@ -490,6 +509,10 @@ impl Engine {
         if old == status {
             return;
         }
+        debug_assert!(
+            !old.is_final() || status.is_final(),
+            "gateway {g} went from {old:?} back to {status:?}"
+        );
         self.counts[old as usize] -= 1;
         self.counts[status as usize] += 1;
         gw.status = status;
@@ -519,8 +542,8 @@ impl Engine {
     }
 
     fn after_wave_progress(&mut self, w: usize) {
-        let len = self.plan.waves[w].len as u32;
         let state = &mut self.waves[w];
+        let len = state.size;
         if state.gate_at.is_none() {
             if let Some(Release::AfterGate {
                 fraction,
@@ -556,8 +579,9 @@ impl Engine {
     }
 
     fn roll_back_wave(&mut self, w: usize, success: f64) {
-        let wave = &self.plan.waves[w];
-        let members: Vec<u32> = self.plan.order[wave.start..wave.start + wave.len].to_vec();
+        let members: Vec<u32> = (0..self.gws.len() as u32)
+            .filter(|&g| self.gws[g as usize].wave as usize == w)
+            .collect();
         for g in members {
             if self.gws[g as usize].status == Status::Succeeded {
                 self.out.push_back(Command::Rollback { gw: g });
@@ -687,10 +711,13 @@ impl Engine {
             None | Some((Ok(()), _)) => self.start(g),
             Some((Err(why), pc)) => {
                 self.deferred_by[why as usize] += 1;
-                let (defer, max) = (pc.defer, pc.max_deferrals);
+                let (defer, max, mode) = (pc.defer, pc.max_deferrals, pc.deferred);
+                if mode == policy::DeferMode::NextWave {
+                    self.move_to_next_wave(g);
+                }
                 let gw = &mut self.gws[g as usize];
                 gw.deferrals += 1;
-                if u32::from(gw.deferrals) > max {
+                if u32::from(gw.deferrals) > max || why.needs_operator() {
                     gw.cause = Some(Cause::NotReady);
                     self.set_status(g, Status::Failed);
                 } else {
@@ -701,6 +728,50 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A deferred gateway leaves its wave for the next one, and the next wave (if not yet
+    /// released) lends a replacement, preferably of the same region and hardware class,
+    /// so that one unready gateway cannot hold a canary or a batch open.
+    fn move_to_next_wave(&mut self, g: u32) {
+        let gw = self.gws[g as usize];
+        let w = gw.wave as usize;
+        if w + 1 >= self.waves.len() || gw.attempts > 0 || gw.downloaded {
+            return;
+        }
+        self.waves[w].size -= 1;
+        self.waves[w + 1].size += 1;
+        self.gws[g as usize].wave = (w + 1) as u32;
+        if self.released <= w + 1 {
+            let next = &self.plan.waves[w + 1];
+            let me = self.inventory[g as usize];
+            let candidates = self.plan.order[next.start..next.start + next.len]
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    self.gws[c as usize].status == Status::Waiting
+                        && self.gws[c as usize].wave as usize == w + 1
+                });
+            let mut best: Option<(u8, u32)> = None;
+            for c in candidates {
+                let info = self.inventory[c as usize];
+                let score = u8::from(info.region == me.region) * 2 + u8::from(info.hw == me.hw);
+                if best.is_none_or(|(b, _)| score > b) {
+                    best = Some((score, c));
+                    if score == 3 {
+                        break;
+                    }
+                }
+            }
+            if let Some((_, r)) = best {
+                self.waves[w + 1].size -= 1;
+                self.waves[w].size += 1;
+                self.gws[r as usize].wave = w as u32;
+                self.set_status(r, Status::Ready);
+                self.ready.push_back(r);
+            }
+        }
+        self.after_wave_progress(w);
     }
 
     fn start(&mut self, g: u32) {
@@ -778,14 +849,21 @@ impl Engine {
         let wave = self.plan.waves[w].clone();
         for i in wave.start..wave.start + wave.len {
             let g = self.plan.order[i];
-            self.set_status(g, Status::Ready);
-            self.ready.push_back(g);
+            // Members lent to an earlier wave are already out; deferred ones came in.
+            if self.gws[g as usize].status == Status::Waiting
+                && self.gws[g as usize].wave as usize == w
+            {
+                self.set_status(g, Status::Ready);
+                self.ready.push_back(g);
+            }
         }
+        let size = self.waves[w].size as usize;
         self.out.push_back(Command::WaveReleased {
             wave: w,
             stage: wave.stage,
-            size: wave.len,
+            size,
         });
+
         // A gate of fraction 0 holds as soon as its wave starts.
         self.after_wave_progress(w);
     }

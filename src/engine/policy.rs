@@ -102,9 +102,19 @@ impl Default for Retry {
     }
 }
 
+/// What happens to the wave of a gateway that a pre-check defers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferMode {
+    /// The gateway moves to the next wave and a peer takes its place.
+    NextWave,
+    /// The wave waits for it (the seed's scripts do this).
+    Hold,
+}
+
 /// Pre-update checks; a gateway failing one is deferred, not failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prechecks {
+    pub deferred: DeferMode,
     pub max_cpu_pct: Option<f64>,
     pub min_disk_mb: Option<f64>,
     pub min_battery_pct: Option<f64>,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Value;
 
 #[derive(Debug, Deserialize)]
@@ -124,94 +124,135 @@ pub struct RawFailures {
 
 /// One named policy. Flat on purpose: validation checks which keys each family takes,
 /// which gives clearer errors than serde's tagged enums.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub family: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_gap_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gap_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<RawGate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<RawStage>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<RawCanary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub op_timeout_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prechecks: Option<RawPrechecks>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RawRollback>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub defect_halt: Option<RawDefectHalt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<RawAdaptive>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGate {
     pub fraction: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
     pub name: String,
     pub size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub soak_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCanary {
     pub size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub soak_s: Option<f64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub factor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cap_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter: Option<f64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrechecks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cpu_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_disk_mb: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_battery_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stable_link_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_idle: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub defer_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_deferrals: Option<i64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
     pub below: f64,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefectHalt {
     pub health_failures: i64,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdaptive {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub initial: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub increase: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub decrease: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_failure_rate: Option<f64>,
 }
 

@@ -8,7 +8,7 @@ use super::error::InputError;
 use super::raw::*;
 use super::*;
 use crate::engine::policy::{
-    Adaptive, Canary, Family, Gate, GateState, Policy, Prechecks, Retry, Stage,
+    Adaptive, Canary, DeferMode, Family, Gate, GateState, Policy, Prechecks, Retry, Stage,
 };
 use crate::time::Time;
 
@@ -625,7 +625,18 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
         let opt = |v: Option<f64>, key: &str, hi: f64| {
             v.map(|x| num(Some(x), 0.0, &k(key), 0.0, hi)).transpose()
         };
+        let deferred = match pc.deferred.as_deref() {
+            None | Some("next-wave") => DeferMode::NextWave,
+            Some("hold") => DeferMode::Hold,
+            Some(other) => {
+                return Err(InputError::at_key(
+                    &k("prechecks.deferred"),
+                    format!("unknown mode `{other}` (expected next-wave or hold)"),
+                ))
+            }
+        };
         out.prechecks = Some(Prechecks {
+            deferred,
             max_cpu_pct: opt(pc.max_cpu_pct, "prechecks.max_cpu_pct", 100.0)?,
             min_disk_mb: opt(pc.min_disk_mb, "prechecks.min_disk_mb", 1e9)?,
             min_battery_pct: opt(pc.min_battery_pct, "prechecks.min_battery_pct", 100.0)?,

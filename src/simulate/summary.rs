@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Status};
+use crate::engine::Engine;
 use crate::time::Time;
 use crate::world::{Truth, World};
 
@@ -35,6 +35,11 @@ pub struct Summary {
     pub cache_fills: u64,
     pub truncated: bool,
     pub scenario: String,
+    /// Pre-check deferrals by reason.
+    pub deferred_by: std::collections::BTreeMap<String, u32>,
+    /// The engine's view per status, when a run did not finish (for diagnosis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 /// The numeric metrics that sweeps summarise, in output order.
@@ -75,7 +80,6 @@ impl Summary {
             disconnected += u32::from(world.disconnected_ever(g));
         }
         let c = &world.counters;
-        let _ = Status::COUNT;
         Summary {
             policy: policy.to_string(),
             seed,
@@ -103,6 +107,33 @@ impl Summary {
             cache_fills: c.cache_fills,
             truncated,
             scenario: world.scenario.fingerprint.clone(),
+            deferred_by: ["offline", "cpu", "disk", "battery", "link", "busy"]
+                .iter()
+                .zip(engine.deferrals())
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            unfinished: truncated.then(|| {
+                let names = [
+                    "waiting",
+                    "ready",
+                    "checking",
+                    "deferred",
+                    "in_flight",
+                    "retry_wait",
+                    "succeeded",
+                    "failed",
+                    "rolled_back",
+                    "skipped",
+                ];
+                let mut m: std::collections::BTreeMap<String, u32> = names
+                    .iter()
+                    .zip(engine.counts())
+                    .filter(|(_, v)| *v > 0)
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                m.insert("in_flight_count".into(), engine.in_flight());
+                m
+            }),
         }
     }
 

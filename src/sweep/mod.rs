@@ -1,3 +1,250 @@
-//! Parameter sweeps over policy grids with replications.
+//! Parameter sweeps: grids × replications (common random numbers), a bad-release pass for
+//! blast radius, sharding and merging, and the files the tuner and the charts read.
 
+pub mod aggregate;
+pub mod config;
 pub mod grid;
+pub mod output;
+pub mod representatives;
+pub mod run;
+
+use std::path::Path;
+
+use crate::commands::write_file;
+use crate::error::Failure;
+use crate::scenario::{self, InputError, Scenario};
+use config::Config;
+use output::Manifest;
+use run::{Record, Shard, Spec};
+
+/// A sweep ready to run: the scenario with a good and a bad release, and its configurations.
+pub struct Prepared {
+    pub path: String,
+    pub sets: Vec<String>,
+    pub good: Scenario,
+    pub bad: Scenario,
+    pub configs: Vec<Config>,
+    pub spec: Spec,
+}
+
+pub fn prepare(
+    path: &str,
+    sets: &[String],
+    replications: Option<u32>,
+    seed: Option<u64>,
+) -> Result<Prepared, InputError> {
+    let good = scenario::load(path, sets)?;
+    let sweep = good.sweep.clone().unwrap_or_default();
+    let spec = Spec {
+        replications: replications.unwrap_or(sweep.replications.unwrap_or(10) as u32),
+        defect_rate: sweep.defect_rate.unwrap_or(0.5),
+        base_seed: seed.unwrap_or(sweep.seed.unwrap_or(1_000) as u64),
+    };
+    let mut bad = good.clone();
+    bad.firmware.defect_rate = spec.defect_rate;
+    let configs = config::configs(&good).map_err(|e| e.in_file(path))?;
+    Ok(Prepared {
+        path: path.into(),
+        sets: sets.to_vec(),
+        good,
+        bad,
+        configs,
+        spec,
+    })
+}
+
+impl Prepared {
+    pub fn manifest(&self) -> Manifest {
+        Manifest::new(
+            &self.path,
+            &self.good,
+            &self.sets,
+            &self.configs,
+            &self.spec,
+        )
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: Result<Vec<u8>, String>) -> Result<(), Failure> {
+    let bytes =
+        bytes.map_err(|e| Failure::Runtime(format!("{}: {e}", dir.join(name).display())))?;
+    write_file(&dir.join(name), &bytes)
+}
+
+/// Writes a shard's partial output: its runs and a manifest that says which shard it is.
+pub fn write_shard(
+    dir: &Path,
+    p: &Prepared,
+    shard: Shard,
+    records: &[Record],
+) -> Result<(), Failure> {
+    let mut m = p.manifest();
+    m.shard = Some((shard.part, shard.count));
+    write(dir, "runs.csv", output::runs_csv(&p.configs, records))?;
+    write_file(&dir.join("manifest.json"), &m.to_json())
+}
+
+/// Writes the complete outputs from all records of a sweep.
+pub fn write_complete(
+    dir: &Path,
+    p: &Prepared,
+    mut records: Vec<Record>,
+    threads: usize,
+) -> Result<(), Failure> {
+    records.sort_by_key(|r| r.key.index);
+    let summaries = aggregate::summarise(&records, p.configs.len());
+    let front = aggregate::pareto(&summaries);
+    write(dir, "runs.csv", output::runs_csv(&p.configs, &records))?;
+    write(
+        dir,
+        "summary.csv",
+        output::summary_csv(&p.configs, &summaries),
+    )?;
+    write(
+        dir,
+        "pareto.csv",
+        output::pareto_csv(&p.configs, &summaries, &front),
+    )?;
+    write_file(&dir.join("manifest.json"), &p.manifest().to_json())?;
+    write_representatives(dir, p, &summaries, threads)
+}
+
+fn write_representatives(
+    dir: &Path,
+    p: &Prepared,
+    summaries: &[aggregate::ConfigSummary],
+    threads: usize,
+) -> Result<(), Failure> {
+    let picks = representatives::pick(&p.configs, summaries);
+    let mut band_rows = Vec::new();
+    let mut index_rows = Vec::new();
+    let run_all = || {
+        picks
+            .iter()
+            .map(|(i, role)| {
+                let c = &p.configs[*i];
+                let tls = representatives::timelines(
+                    &p.good,
+                    &c.name,
+                    &c.policy,
+                    &p.spec,
+                    p.spec.replications,
+                );
+                (*i, role.clone(), tls)
+            })
+            .collect::<Vec<_>>()
+    };
+    let results = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(run_all),
+        Err(_) => run_all(),
+    };
+    for (i, role, tls) in results {
+        let c = &p.configs[i];
+        let b = representatives::band(&tls);
+        band_rows.extend(representatives::band_rows(
+            role.as_str(),
+            &c.id.to_string(),
+            &b,
+        ));
+        let file = format!("timelines/{}.csv", representatives::slug(&role));
+        if let Some(first) = tls.first() {
+            write(dir, &file, first.to_csv().map_err(|e| e.to_string()))?;
+        }
+        index_rows.push(vec![
+            c.id.to_string(),
+            role,
+            c.name.clone(),
+            c.label(),
+            file,
+        ]);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut bytes = || -> Result<Vec<u8>, String> {
+        w.write_record(["config", "role", "t_s", "cpu_p5", "cpu_p50", "cpu_p95"])
+            .map_err(|e| e.to_string())?;
+        for r in &band_rows {
+            w.write_record(r).map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+        Ok(w.get_ref().clone())
+    };
+    write(dir, "cpu_bands.csv", bytes())?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut bytes = || -> Result<Vec<u8>, String> {
+        w.write_record(["config", "role", "policy", "label", "timeline"])
+            .map_err(|e| e.to_string())?;
+        for r in &index_rows {
+            w.write_record(r).map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+        Ok(w.get_ref().clone())
+    };
+    write(dir, "representatives.csv", bytes())
+}
+
+/// Merges shard directories into complete outputs, checking that they belong together.
+pub fn merge(dirs: &[std::path::PathBuf], out: &Path, threads: usize) -> Result<(), Failure> {
+    let mut manifests = Vec::new();
+    for d in dirs {
+        manifests.push(Manifest::read(d)?);
+    }
+    let Some(first) = manifests.first().cloned() else {
+        return Err(Failure::input("merge needs at least one sweep directory"));
+    };
+    let mut base = first.clone();
+    base.shard = None;
+    for (d, m) in dirs.iter().zip(&manifests) {
+        let mut mm = m.clone();
+        mm.shard = None;
+        if mm != base {
+            return Err(InputError::new(format!(
+                "{} belongs to a different sweep (scenario, grid, seeds or version differ from {})",
+                d.display(),
+                dirs[0].display()
+            ))
+            .into());
+        }
+    }
+    let p = prepare(
+        &first.scenario_path,
+        &first.sets,
+        Some(first.replications),
+        Some(first.base_seed),
+    )?;
+    if p.good.fingerprint != first.scenario_fingerprint || p.spec.defect_rate != first.defect_rate {
+        return Err(InputError::new(format!(
+            "the scenario {} changed since the sweep ran (fingerprint {} vs {})",
+            first.scenario_path, p.good.fingerprint, first.scenario_fingerprint
+        ))
+        .into());
+    }
+    let mut records = Vec::new();
+    for d in dirs {
+        records.extend(output::read_runs(&d.join("runs.csv"), first.replications)?);
+    }
+    records.sort_by_key(|r| r.key.index);
+    let total = first.runs_total;
+    let mut expected = 0u64;
+    for r in &records {
+        if r.key.index != expected {
+            let what = if r.key.index < expected {
+                "appears twice"
+            } else {
+                "is missing"
+            };
+            return Err(InputError::new(format!(
+                "run {expected} {what}: the shards do not add up to one sweep"
+            ))
+            .into());
+        }
+        expected += 1;
+    }
+    if expected != total {
+        return Err(InputError::new(format!(
+            "{} of {total} runs present: a shard is missing",
+            expected
+        ))
+        .into());
+    }
+    write_complete(out, &p, records, threads)
+}

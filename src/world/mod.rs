@@ -383,10 +383,11 @@ impl World {
             disk_mb: Some(f64::from(gw.profile.free_disk_mb)),
             battery_pct: gw.profile.battery_at(now, fleet.battery_charge_pct_per_h),
             busy: Some(gw.profile.busy_at(now)),
+            // A link that never dropped has been stable for as long as we can tell.
             stable_for: Some(if gw.disconnected {
                 now - gw.last_reconnect
             } else {
-                now
+                Time::NEVER
             }),
         }
     }

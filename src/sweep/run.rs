@@ -1,0 +1,153 @@
+//! Runs a sweep (or one shard of it) in parallel. Each run has a global index over
+//! (configuration, replication, release); results are returned in index order, so the
+//! output never depends on the thread count or on which thread finished first.
+
+use rayon::prelude::*;
+
+use super::config::Config;
+use crate::progress;
+use crate::scenario::Scenario;
+use crate::sim::rng;
+use crate::simulate::{self, Options, Summary};
+
+/// Which runs this process executes: those with `index % count == part`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub part: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { part: 0, count: 1 };
+
+    pub fn owns(&self, index: u64) -> bool {
+        index % self.count == self.part
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spec {
+    pub replications: u32,
+    pub defect_rate: f64,
+    pub base_seed: u64,
+}
+
+/// The seed of replication `rep`: shared by every configuration (common random numbers).
+pub fn seed_for(base_seed: u64, rep: u32) -> u64 {
+    rng::derive(&[base_seed, u64::from(rep)]) >> 11
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub index: u64,
+    pub config: usize,
+    pub rep: u32,
+    pub bad_release: bool,
+}
+
+pub fn key(index: u64, reps: u32) -> Key {
+    let bad_release = index % 2 == 1;
+    let slot = index / 2;
+    Key {
+        index,
+        config: (slot / u64::from(reps)) as usize,
+        rep: (slot % u64::from(reps)) as u32,
+        bad_release,
+    }
+}
+
+pub fn total_runs(configs: usize, reps: u32) -> u64 {
+    configs as u64 * u64::from(reps) * 2
+}
+
+/// One finished run, as written to runs.csv.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub key: Key,
+    pub seed: u64,
+    pub values: Vec<f64>,
+}
+
+/// Per-run numbers kept in runs.csv, in column order.
+pub const RUN_METRICS: [&str; 16] = [
+    "success_rate",
+    "peak_mgmt_cpu_pct",
+    "disconnect_rate",
+    "manual_interventions",
+    "makespan_s",
+    "blast_radius",
+    "succeeded",
+    "failed",
+    "disconnected",
+    "events",
+    "halted",
+    "rolled_back",
+    "op_timeouts",
+    "rejections",
+    "deferrals",
+    "attempts",
+];
+
+pub fn values(s: &Summary) -> Vec<f64> {
+    vec![
+        s.success_rate,
+        s.peak_mgmt_cpu_pct,
+        s.disconnect_rate,
+        f64::from(s.manual_interventions),
+        s.makespan_s,
+        f64::from(s.blast_radius),
+        f64::from(s.succeeded),
+        f64::from(s.failed),
+        f64::from(s.disconnected),
+        s.events as f64,
+        f64::from(u8::from(s.halted)),
+        f64::from(s.rolled_back),
+        s.op_timeouts as f64,
+        s.rejections as f64,
+        f64::from(s.deferrals),
+        s.attempts as f64,
+    ]
+}
+
+pub fn metric_index(name: &str) -> Option<usize> {
+    RUN_METRICS.iter().position(|m| *m == name)
+}
+
+/// Runs every owned index; `good` and `bad` are the scenario with a good and a bad release.
+pub fn execute(
+    good: &Scenario,
+    bad: &Scenario,
+    configs: &[Config],
+    spec: &Spec,
+    shard: Shard,
+    threads: usize,
+) -> Vec<Record> {
+    let total = total_runs(configs.len(), spec.replications);
+    let owned: Vec<u64> = (0..total).filter(|i| shard.owns(*i)).collect();
+    let bar = progress::bar(owned.len() as u64, "runs");
+    let work = || {
+        owned
+            .par_iter()
+            .map(|&index| {
+                let k = key(index, spec.replications);
+                let c = &configs[k.config];
+                let seed = seed_for(spec.base_seed, k.rep);
+                let scenario = if k.bad_release { bad } else { good };
+                let summary =
+                    simulate::run(scenario, &c.name, &c.policy, seed, &Options::default()).summary;
+                bar.inc(1);
+                Record {
+                    key: k,
+                    seed,
+                    values: values(&summary),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let out = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    };
+    bar.finish_and_clear();
+    out
+}

@@ -1,0 +1,119 @@
+//! Plan files: the tuned policy with its constraints, predictions and scenario fingerprint.
+//! Written by `tune`, read by `simulate --plan` and `rollout`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Policy;
+use crate::scenario::raw::RawPolicy;
+use crate::scenario::{locate, validate, InputError};
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub format: u32,
+    pub stagger_version: String,
+    pub name: String,
+    pub scenario: PlanScenario,
+    pub constraints: PlanConstraints,
+    pub predicted: Predicted,
+    pub runs: PlanRuns,
+    pub policy: RawPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanScenario {
+    pub path: String,
+    pub name: String,
+    pub fingerprint: String,
+    pub sets: Vec<String>,
+    pub gateways: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConstraints {
+    pub min_success: f64,
+    pub max_cpu_pct: f64,
+    pub max_disconnect: f64,
+    pub max_blast: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interval {
+    pub mean: f64,
+    pub ci95_lo: f64,
+    pub ci95_hi: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predicted {
+    pub replications: u32,
+    pub success_rate: Interval,
+    pub peak_mgmt_cpu_pct: Interval,
+    pub disconnect_rate: Interval,
+    pub manual_interventions: Interval,
+    pub makespan_s: Interval,
+    pub blast_radius: Interval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRuns {
+    pub sweep: u64,
+    pub refinement: u64,
+}
+
+impl PlanFile {
+    pub fn to_toml(&self) -> Result<String, String> {
+        let body = toml::to_string(self).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "# A rollout plan written by `stagger tune`. Replay it with\n#   stagger simulate {} --plan THIS_FILE --seed N\n# and run it with `stagger rollout --plan THIS_FILE ...` (a dry run unless --execute).\n\n{body}",
+            self.scenario.path
+        ))
+    }
+
+    /// Reads and validates a plan; errors name the file, key and line.
+    pub fn load(path: &str) -> Result<(PlanFile, Policy), InputError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::new(format!("cannot read plan: {e}")).in_file(path))?;
+        let (table, _) =
+            crate::scenario::overrides::merge(&text, &[]).map_err(|e| e.in_file(path))?;
+        let locator = locate::Locator::new(&text);
+        let attach = |mut e: InputError| {
+            if let Some((line, col)) = e.key.as_deref().and_then(|k| locator.line_of(k)) {
+                e.line.get_or_insert(line);
+                e.column.get_or_insert(col);
+            }
+            e.in_file(path)
+        };
+        let plan: PlanFile = crate::scenario::overrides::deserialize(&table).map_err(attach)?;
+        if plan.format != FORMAT {
+            return Err(attach(InputError::at_key(
+                "format",
+                format!(
+                    "plan format {} is not supported by this stagger (it reads format {FORMAT})",
+                    plan.format
+                ),
+            )));
+        }
+        let policy =
+            validate::policy(&plan.policy, "policy", plan.scenario.gateways).map_err(attach)?;
+        Ok((plan, policy))
+    }
+}
+
+impl From<crate::stats::Estimate> for Interval {
+    fn from(e: crate::stats::Estimate) -> Self {
+        let r = crate::sweep::output::round;
+        Interval {
+            mean: r(e.mean),
+            ci95_lo: r(e.lo),
+            ci95_hi: r(e.hi),
+        }
+    }
+}
