@@ -32,6 +32,29 @@ pub enum Command {
     Tune(TuneArgs),
     /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
     Calibrate(CalibrateArgs),
+    /// Compare a plan and named policies on the same seeds (means with 95% CIs)
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Scenario file (TOML)
+    pub scenario: PathBuf,
+    /// A plan written by `stagger tune` (shown as `plan`)
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Policies of the scenario to compare (repeatable)
+    #[arg(long = "policy", value_name = "NAME")]
+    pub policies: Vec<String>,
+    /// Seeds, as FIRST..LAST (inclusive)
+    #[arg(long, default_value = "1..30", value_name = "A..B")]
+    pub seeds: String,
+    /// Defect rate of the bad release used for the blast-radius column
+    #[arg(long, default_value_t = 0.5)]
+    pub bad_release: f64,
+    /// Override a scenario key by dotted path; VALUE is TOML (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

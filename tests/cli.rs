@@ -137,10 +137,17 @@ fn every_subcommand_has_real_help() {
     assert!(o.status.success());
     let top = stdout(&o);
     assert!(top.contains("Exit codes"), "{top}");
-    for sub in ["simulate", "calibrate"] {
+    for (sub, flag) in [
+        ("simulate", "--set"),
+        ("calibrate", "--seeds"),
+        ("sweep", "--shard"),
+        ("merge", "--out"),
+        ("tune", "--max-blast"),
+        ("compare", "--plan"),
+    ] {
         let o = run(&[sub, "--help"]);
         assert!(o.status.success(), "{sub} --help");
-        assert!(stdout(&o).contains("--set"), "{sub} --help mentions --set");
+        assert!(stdout(&o).contains(flag), "{sub} --help mentions {flag}");
     }
 }
 

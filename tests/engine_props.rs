@@ -77,6 +77,7 @@ fn policy_strategy() -> impl Strategy<Value = Policy> {
                     require_idle: false,
                     defer: Time::from_secs(120.0),
                     max_deferrals: 3,
+                    max_offline_deferrals: 2,
                 });
             }
             match p.family {

@@ -1,6 +1,7 @@
 //! Subcommand implementations. Each turns validated arguments into output bytes.
 
 pub mod calibrate;
+pub mod compare;
 pub mod simulate;
 pub mod sweep;
 pub mod tune;
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Merge(args) => sweep::merge(&args),
         Command::Tune(args) => tune::run(&args),

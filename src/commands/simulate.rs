@@ -16,16 +16,29 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         ))
         .into());
     }
-    let (name, policy) = {
-        let name = args
-            .policy
-            .clone()
-            .unwrap_or_else(|| scenario.default_policy.clone());
-        let policy = scenario
-            .policy(&name)
-            .map_err(|e| e.in_file(&path))?
-            .clone();
-        (name, policy)
+    let (name, policy) = match &args.plan {
+        Some(plan_path) => {
+            let (plan, policy) =
+                crate::tune::plan::PlanFile::load(&plan_path.display().to_string())?;
+            if plan.scenario.fingerprint != scenario.fingerprint {
+                eprintln!(
+                    "note: the plan was tuned on scenario {} ({}); this scenario differs ({}), by its file or by --set",
+                    plan.scenario.name, plan.scenario.fingerprint, scenario.fingerprint
+                );
+            }
+            ("plan".to_string(), policy)
+        }
+        None => {
+            let name = args
+                .policy
+                .clone()
+                .unwrap_or_else(|| scenario.default_policy.clone());
+            let policy = scenario
+                .policy(&name)
+                .map_err(|e| e.in_file(&path))?
+                .clone();
+            (name, policy)
+        }
     };
     let opts = Options {
         timeline_every: args

@@ -230,6 +230,7 @@ struct Gw {
     attempts: u16,
     rejections: u16,
     deferrals: u16,
+    offline_deferrals: u16,
     downloaded: bool,
     wave: u32,
     wake: Time,
@@ -286,6 +287,7 @@ impl Engine {
                 attempts: 0,
                 rejections: 0,
                 deferrals: 0,
+                offline_deferrals: 0,
                 downloaded: false,
                 wave: 0,
                 wake: Time::ZERO,
@@ -711,13 +713,22 @@ impl Engine {
             None | Some((Ok(()), _)) => self.start(g),
             Some((Err(why), pc)) => {
                 self.deferred_by[why as usize] += 1;
-                let (defer, max, mode) = (pc.defer, pc.max_deferrals, pc.deferred);
+                let (defer, max, max_offline, mode) = (
+                    pc.defer,
+                    pc.max_deferrals,
+                    pc.max_offline_deferrals,
+                    pc.deferred,
+                );
                 if mode == policy::DeferMode::NextWave {
                     self.move_to_next_wave(g);
                 }
                 let gw = &mut self.gws[g as usize];
                 gw.deferrals += 1;
-                if u32::from(gw.deferrals) > max || why.needs_operator() {
+                gw.offline_deferrals += u16::from(why == Unready::Offline);
+                if u32::from(gw.deferrals) > max
+                    || u32::from(gw.offline_deferrals) > max_offline
+                    || why.needs_operator()
+                {
                     gw.cause = Some(Cause::NotReady);
                     self.set_status(g, Status::Failed);
                 } else {

@@ -122,6 +122,9 @@ pub struct Prechecks {
     pub require_idle: bool,
     pub defer: Time,
     pub max_deferrals: u32,
+    /// Patience for a gateway that is offline at its check: a gateway that stays away
+    /// this many re-checks is most likely bricked or wedged, not just reconnecting.
+    pub max_offline_deferrals: u32,
 }
 
 /// AIMD on the concurrency window.

@@ -221,6 +221,8 @@ pub struct RawPrechecks {
     pub defer_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_deferrals: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_offline_deferrals: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -272,6 +274,10 @@ pub struct RawSweep {
 pub struct RawGrid {
     /// The policy whose knobs are the base for this grid.
     pub base: String,
+    /// Fixed overrides applied to the base before the swept values (not swept, not labelled).
+    #[serde(default)]
+    pub with: BTreeMap<String, Value>,
+
     /// Parameter path inside the policy (e.g. `batch_size`, `gate.fraction`) → values.
     #[serde(default)]
     pub params: BTreeMap<String, Vec<Value>>,

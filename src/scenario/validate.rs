@@ -635,6 +635,13 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
                 ))
             }
         };
+        let max_deferrals = int(
+            pc.max_deferrals,
+            12,
+            &k("prechecks.max_deferrals"),
+            0,
+            100_000,
+        )?;
         out.prechecks = Some(Prechecks {
             deferred,
             max_cpu_pct: opt(pc.max_cpu_pct, "prechecks.max_cpu_pct", 100.0)?,
@@ -646,10 +653,11 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
                 .transpose()?,
             require_idle: pc.require_idle.unwrap_or(false),
             defer: secs(pc.defer_s, 900.0, &k("prechecks.defer_s"))?,
-            max_deferrals: int(
-                pc.max_deferrals,
-                12,
-                &k("prechecks.max_deferrals"),
+            max_deferrals,
+            max_offline_deferrals: int(
+                pc.max_offline_deferrals,
+                i64::from(max_deferrals),
+                &k("prechecks.max_offline_deferrals"),
                 0,
                 100_000,
             )?,
@@ -726,7 +734,9 @@ fn validate_sweep(
                 format!("names `{}`, which is not a policy here", grid.base),
             ));
         }
-        let base = crate::sweep::grid::policy_table(document, &grid.base);
+        let base = crate::sweep::grid::grid_base(document, grid)
+            .map_err(|m| InputError::at_key(&format!("{at}.with"), m))?;
+
         for (param, values) in &grid.params {
             if values.is_empty() {
                 return Err(InputError::at_key(

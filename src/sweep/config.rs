@@ -1,7 +1,5 @@
 //! The configurations a sweep runs: every point of every grid, plus the reference policies.
 
-use std::collections::BTreeMap;
-
 use super::grid::{self, Point};
 use crate::engine::Policy;
 use crate::scenario::raw::RawPolicy;
@@ -74,7 +72,7 @@ pub fn configs(s: &Scenario) -> Result<Vec<Config>, InputError> {
                     k.clone(),
                     crate::scenario::raw::RawGrid {
                         base: k.clone(),
-                        params: BTreeMap::new(),
+                        ..Default::default()
                     },
                 )
             })
@@ -83,7 +81,9 @@ pub fn configs(s: &Scenario) -> Result<Vec<Config>, InputError> {
         sweep.grids.clone()
     };
     for (name, g) in &grids {
-        let base = grid::policy_table(&s.document, &g.base);
+        let base = grid::grid_base(&s.document, g)
+            .map_err(|m| InputError::at_key(&format!("sweep.grids.{name}.with"), m))?;
+
         for point in grid::expand(&g.params) {
             let mut table = base.clone();
             for (k, v) in &point {

@@ -5,6 +5,18 @@ use std::collections::BTreeMap;
 
 use crate::scenario::raw::RawPolicy;
 
+/// The base table of a grid: its policy with the grid's fixed `with` overrides applied.
+pub fn grid_base(
+    document: &toml::Table,
+    grid: &crate::scenario::raw::RawGrid,
+) -> Result<toml::Table, String> {
+    let mut table = policy_table(document, &grid.base);
+    for (k, v) in &grid.with {
+        crate::scenario::overrides::apply(&mut table, k, v.clone()).map_err(|e| e.message)?;
+    }
+    Ok(table)
+}
+
 /// The `[policies.NAME]` table of the merged document (empty if absent).
 pub fn policy_table(document: &toml::Table, name: &str) -> toml::Table {
     document

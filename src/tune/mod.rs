@@ -123,8 +123,11 @@ fn neighbours(point: &Point) -> Vec<Point> {
 }
 
 fn build(p: &Prepared, base: &Config, point: &Point, id: usize) -> Option<Config> {
-    let grid_base = crate::sweep::grid::policy_table(&p.good.document, base_policy_name(p, base));
-    let mut table = grid_base;
+    let mut table = match p.good.sweep.as_ref().and_then(|s| s.grids.get(&base.name)) {
+        Some(g) => crate::sweep::grid::grid_base(&p.good.document, g).ok()?,
+        None => crate::sweep::grid::policy_table(&p.good.document, &base.name),
+    };
+
     for (k, v) in point {
         crate::scenario::overrides::apply(&mut table, k, v.clone()).ok()?;
     }
@@ -138,14 +141,6 @@ fn build(p: &Prepared, base: &Config, point: &Point, id: usize) -> Option<Config
         raw,
         policy,
     })
-}
-
-fn base_policy_name<'a>(p: &'a Prepared, c: &'a Config) -> &'a str {
-    p.good
-        .sweep
-        .as_ref()
-        .and_then(|s| s.grids.get(&c.name))
-        .map_or(c.name.as_str(), |g| g.base.as_str())
 }
 
 pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
