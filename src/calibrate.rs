@@ -136,3 +136,37 @@ pub fn markdown(checks: &[Check], seeds: u64) -> String {
     }
     out
 }
+
+/// CSV rendering of the table (for the report).
+pub fn csv(checks: &[Check]) -> Result<Vec<u8>, String> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let e = |e: ::csv::Error| e.to_string();
+    w.write_record([
+        "policy",
+        "metric",
+        "mean",
+        "ci95_lo",
+        "ci95_hi",
+        "target_lo",
+        "target_hi",
+        "seed_reports",
+        "holds",
+    ])
+    .map_err(e)?;
+    for c in checks {
+        let f = |x: f64| format!("{x:.4}");
+        w.write_record([
+            c.label.clone(),
+            c.metric.to_string(),
+            f(c.estimate.mean),
+            f(c.estimate.lo),
+            f(c.estimate.hi),
+            f(c.lo),
+            f(c.hi),
+            c.seed_says.to_string(),
+            if c.holds() { "yes".into() } else { "no".into() },
+        ])
+        .map_err(e)?;
+    }
+    w.into_inner().map_err(|e| e.to_string())
+}

@@ -34,6 +34,17 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Compare a plan and named policies on the same seeds (means with 95% CIs)
     Compare(CompareArgs),
+    /// Draw charts (PNG and SVG) and an HTML report from a sweep directory or a timeline CSV
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A sweep directory (after `tune`, the plan is included) or a `simulate --timeline` CSV
+    pub input: PathBuf,
+    /// Where to write the charts and report.html (default: the sweep directory itself)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

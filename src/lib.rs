@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod plot;
 pub mod progress;
 pub mod scenario;
 pub mod sim;

@@ -14,6 +14,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Plot(args) => {
+            let written = crate::plot::plot(&args.input, args.out.as_deref())?;
+            eprintln!(
+                "plot: wrote {} charts (PNG and SVG){}",
+                written.len(),
+                if args.input.is_dir() {
+                    " and report.html"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         Command::Sweep(args) => sweep::run(&args),
         Command::Merge(args) => sweep::merge(&args),
         Command::Tune(args) => tune::run(&args),

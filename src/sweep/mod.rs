@@ -106,7 +106,20 @@ pub fn write_complete(
         output::pareto_csv(&p.configs, &summaries, &front),
     )?;
     write_file(&dir.join("manifest.json"), &p.manifest().to_json())?;
+    write_calibration(dir, p)?;
     write_representatives(dir, p, &summaries, threads)
+}
+
+/// The seed's reference table, when the scenario has the policies it needs.
+fn write_calibration(dir: &Path, p: &Prepared) -> Result<(), Failure> {
+    if !["bulk", "seed-staged", "fixed"]
+        .iter()
+        .all(|k| p.good.policies.contains_key(*k))
+    {
+        return Ok(());
+    }
+    let checks = crate::calibrate::table(&p.path, &p.sets, 30)?;
+    write(dir, "calibration.csv", crate::calibrate::csv(&checks))
 }
 
 fn write_representatives(

@@ -1,0 +1,216 @@
+//! The HTML report: one self-contained file (SVG charts inline, no external assets) with the
+//! plan against the references, the charts, the calibration table and the top configurations.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::data::{SweepData, Table};
+use crate::error::Failure;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const CAPTIONS: [(&str, &str); 9] = [
+    ("cpu_over_time", "Management-service CPU over time. The seed reported 95% under bulk and 45% with its staged plan."),
+    ("pareto", "Every configuration's makespan against its success rate, coloured by peak CPU."),
+    ("states_over_time", "Where the gateways are, over the rollout."),
+    ("success_vs_batch_size", "Success rate against batch size per family."),
+    ("makespan_vs_batch_size", "Makespan against batch size per family."),
+    ("makespan_vs_delay", "Makespan against the delay between fixed batches."),
+    ("makespan_vs_gate", "Makespan against overlap (the pipelined gate)."),
+    ("bandwidth_over_time", "Throughput on the origin and on each regional link."),
+    ("service_over_time", "Management service load."),
+];
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn row_of(t: &Table, policy: &str) -> Option<Vec<String>> {
+    t.rows
+        .iter()
+        .find(|r| t.get(r, "policy") == Some(policy))
+        .cloned()
+}
+
+fn metric_cells(t: &Table, r: &[String]) -> String {
+    let m = |k: &str| t.num(r, &format!("{k}_mean")).unwrap_or(f64::NAN);
+    let ci = |k: &str, scale: f64, d: usize| {
+        let (lo, hi) = (
+            t.num(r, &format!("{k}_ci95_lo")).unwrap_or(f64::NAN),
+            t.num(r, &format!("{k}_ci95_hi")).unwrap_or(f64::NAN),
+        );
+        format!(
+            "<small>[{:.d$} – {:.d$}]</small>",
+            lo * scale,
+            hi * scale,
+            d = d
+        )
+    };
+    format!(
+        "<td>{} {}</td><td>{:.1}%</td><td>{:.2}%</td><td>{:.1}</td><td>{:.2} h {}</td><td>{:.1}</td>",
+        pct(m("success_rate")),
+        ci("success_rate", 100.0, 1),
+        m("peak_mgmt_cpu_pct"),
+        m("disconnect_rate") * 100.0,
+        m("manual_interventions"),
+        m("makespan_s") / 3600.0,
+        ci("makespan_s", 1.0 / 3600.0, 2),
+        m("blast_radius"),
+    )
+}
+
+pub fn html(d: &SweepData, out: &Path, charts: &[String]) -> Result<String, Failure> {
+    let m = &d.manifest;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stagger report: {name}</title>\n<style>\
+body{{font-family:'DejaVu Sans',Arial,sans-serif;max-width:1260px;margin:2em auto;padding:0 1em;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}\
+th{{background:#eef}}td:first-child,th:first-child{{text-align:left}}figure{{margin:1.5em 0}}\
+figcaption{{color:#555;font-size:0.95em}}svg{{max-width:100%;height:auto;border:1px solid #ddd}}\
+.ok{{color:#007a52}}.no{{color:#b3400a;font-weight:bold}}code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>\n\
+<h1>stagger report: {name}</h1>\n<p>Scenario <code>{path}</code>, fingerprint <code>{fp}</code>, stagger {ver}. \
+Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} runs (bad release: defect rate {defect}).</p>\n",
+        name = esc(&m.scenario_name),
+        path = esc(&m.scenario_path),
+        fp = esc(&m.scenario_fingerprint),
+        ver = esc(&m.stagger_version),
+        configs = m.configs.len(),
+        reps = m.replications,
+        runs = m.runs_total,
+        defect = m.defect_rate,
+    );
+    h += "<h2>The tuned plan against the seed's plan and bulk</h2>\n";
+    h += "<table><tr><th></th><th>success [95% CI]</th><th>peak CPU</th><th>disconnects</th><th>manual</th><th>makespan [95% CI]</th><th>blast radius (bad release)</th></tr>\n";
+    let plan_path = d.dir.join("plan.toml");
+    if let (Some(p), true) = (&d.plan, plan_path.exists()) {
+        let (pf, _) = crate::tune::plan::PlanFile::load(&plan_path.display().to_string())?;
+        let pr = &pf.predicted;
+        let _ = writeln!(
+            h,
+            "<tr><td><b>tuned plan</b><br><small>{}</small></td><td>{} <small>[{:.1} – {:.1}]</small></td><td>{:.1}%</td><td>{:.2}%</td><td>{:.1}</td><td>{:.2} h <small>[{:.2} – {:.2}]</small></td><td>{:.1}</td></tr>",
+            esc(&p.name),
+            pct(pr.success_rate.mean),
+            pr.success_rate.ci95_lo * 100.0,
+            pr.success_rate.ci95_hi * 100.0,
+            pr.peak_mgmt_cpu_pct.mean,
+            pr.disconnect_rate.mean * 100.0,
+
+            pr.manual_interventions.mean,
+            pr.makespan_s.mean / 3600.0,
+            pr.makespan_s.ci95_lo / 3600.0,
+            pr.makespan_s.ci95_hi / 3600.0,
+            pr.blast_radius.mean
+        );
+        let _ = writeln!(
+            h,
+            "<caption style=\"caption-side:bottom;text-align:left\">Constraints (judged on the CI's unsafe side): success ≥ {}, CPU ≤ {}%, disconnects ≤ {}, blast radius ≤ {}. Runs: {} in the sweep, {} in refinement.</caption>",
+            pf.constraints.min_success, pf.constraints.max_cpu_pct, pf.constraints.max_disconnect, pf.constraints.max_blast, pf.runs.sweep, pf.runs.refinement
+        );
+    }
+    for policy in ["seed-staged", "bulk"] {
+        if let Some(r) = row_of(&d.summary, policy) {
+            let _ = writeln!(
+                h,
+                "<tr><td>{policy}</td>{}</tr>",
+                metric_cells(&d.summary, &r)
+            );
+        }
+    }
+    h += "</table>\n<h2>Charts</h2>\n";
+    let ordered = CAPTIONS
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| charts.iter().any(|c| c.as_str() == *s));
+    for stem in ordered {
+        let svg = std::fs::read_to_string(out.join(format!("{stem}.svg")))
+            .map_err(|e| Failure::io(&out.join(stem), e))?;
+        let svg = svg.trim_start_matches(|c| c != '<');
+        let svg = if svg.starts_with("<?xml") {
+            svg.split_once("?>").map_or(svg, |(_, s)| s)
+        } else {
+            svg
+        };
+        let caption = CAPTIONS
+            .iter()
+            .find(|(s, _)| *s == stem)
+            .map_or("", |(_, c)| c);
+        let _ = writeln!(
+            h,
+            "<figure id=\"{stem}\">{svg}<figcaption>{}</figcaption></figure>",
+            esc(caption)
+        );
+    }
+    let cal = d.dir.join("calibration.csv");
+    if cal.exists() {
+        let t = Table::read(&cal)?;
+        h += "<h2>Calibration against the seed's figures</h2>\n<p>Mean of seeds 1..30; see docs/calibration.md for the parameter-by-parameter reasoning.</p>\n";
+        h += "<table><tr><th>policy</th><th>metric</th><th>mean</th><th>95% CI</th><th>target</th><th>seed reports</th><th>holds</th></tr>\n";
+        for r in &t.rows {
+            let g = |k: &str| esc(t.get(r, k).unwrap_or(""));
+            let holds = t.get(r, "holds") == Some("yes");
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} – {}</td><td>{} – {}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                g("policy"),
+                g("metric"),
+                g("mean"),
+                g("ci95_lo"),
+                g("ci95_hi"),
+                g("target_lo"),
+                g("target_hi"),
+                g("seed_reports"),
+                if holds { "ok" } else { "no" },
+                if holds { "yes" } else { "NO" }
+            );
+        }
+        h += "</table>\n";
+    }
+    h += "<h2>Top configurations per family</h2>\n<p>Fastest first among those whose 95% CI meets success ≥ 0.97, CPU ≤ 50%, disconnects ≤ 0.02 and blast radius ≤ 10.</p>\n";
+    h += "<table><tr><th>configuration</th><th>success [95% CI]</th><th>peak CPU</th><th>disconnects</th><th>manual</th><th>makespan [95% CI]</th><th>blast radius</th></tr>\n";
+    let s = &d.summary;
+    let safe = |r: &Vec<String>| {
+        s.num(r, "success_rate_ci95_lo").unwrap_or(0.0) >= 0.97
+            && s.num(r, "peak_mgmt_cpu_pct_ci95_hi").unwrap_or(100.0) <= 50.0
+            && s.num(r, "disconnect_rate_ci95_hi").unwrap_or(1.0) <= 0.02
+            && s.num(r, "blast_radius_ci95_hi").unwrap_or(1e9) <= 10.0
+    };
+    let mut families: Vec<&str> = s.rows.iter().filter_map(|r| s.get(r, "family")).collect();
+    families.sort();
+    families.dedup();
+    for fam in families {
+        let mut rows: Vec<&Vec<String>> = s
+            .rows
+            .iter()
+            .filter(|r| s.get(r, "family") == Some(fam))
+            .collect();
+        rows.sort_by(|a, b| {
+            (!safe(a)).cmp(&!safe(b)).then(
+                s.num(a, "makespan_s_mean")
+                    .unwrap_or(f64::MAX)
+                    .total_cmp(&s.num(b, "makespan_s_mean").unwrap_or(f64::MAX)),
+            )
+        });
+        for r in rows.iter().take(3) {
+            let mark = if safe(r) {
+                ""
+            } else {
+                " <small class=\"no\">(misses a constraint)</small>"
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{}{mark}</td>{}</tr>",
+                esc(s.get(r, "label").unwrap_or("?")),
+                metric_cells(s, r)
+            );
+        }
+    }
+    h += "</table>\n<p>Regenerate: <code>stagger sweep SCENARIO --out DIR &amp;&amp; stagger tune DIR --plan DIR/plan.toml &amp;&amp; stagger plot DIR</code></p>\n</body></html>\n";
+    Ok(h)
+}

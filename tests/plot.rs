@@ -1,0 +1,192 @@
+//! Charts and the HTML report: files exist and decode, and the report renders in a real
+//! browser (headless Chromium) with its charts.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+const SWEEP_CHARTS: [&str; 8] = [
+    "cpu_over_time",
+    "success_vs_batch_size",
+    "makespan_vs_batch_size",
+    "makespan_vs_delay",
+    "makespan_vs_gate",
+    "states_over_time",
+    "bandwidth_over_time",
+    "pareto",
+];
+
+fn sweep_tune_plot(dir: &Path) {
+    let s = seed_scenario();
+    let d = dir.to_str().unwrap();
+    for args in [
+        vec!["sweep", s.as_str(), "--replications", "6", "--out", d],
+        vec![
+            "tune",
+            d,
+            "--plan",
+            &format!("{d}/plan.toml"),
+            "--extra-replications",
+            "6",
+        ],
+        vec!["plot", d],
+    ] {
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+}
+
+fn check_chart(dir: &Path, stem: &str) {
+    let png = dir.join(format!("{stem}.png"));
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(
+        bytes.len() > 10_000,
+        "{stem}.png is only {} bytes",
+        bytes.len()
+    );
+    let img = image::load_from_memory(&bytes)
+        .unwrap_or_else(|e| panic!("{stem}.png does not decode: {e}"));
+    assert_eq!((img.width(), img.height()), (1200, 700), "{stem}.png size");
+    let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{stem}.svg is not a whole SVG"
+    );
+    assert!(
+        svg.contains("<text"),
+        "{stem}.svg has no text (title, axes)"
+    );
+}
+
+#[test]
+fn sweep_charts_exist_and_decode() {
+    let d = tempfile::tempdir().unwrap();
+    sweep_tune_plot(d.path());
+    for stem in SWEEP_CHARTS {
+        check_chart(d.path(), stem);
+    }
+    let html = std::fs::read_to_string(d.path().join("report.html")).unwrap();
+    assert!(
+        html.matches("<svg").count() >= SWEEP_CHARTS.len(),
+        "charts are inline"
+    );
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "self-contained"
+    );
+    for part in [
+        "tuned plan",
+        "seed-staged",
+        "Calibration",
+        "Top configurations",
+        "fingerprint",
+    ] {
+        assert!(html.contains(part), "report lacks {part}");
+    }
+}
+
+#[test]
+fn a_timeline_csv_can_be_plotted() {
+    let d = tempfile::tempdir().unwrap();
+    let tl = d.path().join("bulk.csv");
+    let s = seed_scenario();
+    let o = run(&[
+        "simulate",
+        &s,
+        "--policy",
+        "bulk",
+        "--timeline",
+        tl.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let out = d.path().join("charts");
+    let o = run(&["plot", tl.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for stem in [
+        "states_over_time",
+        "service_over_time",
+        "bandwidth_over_time",
+    ] {
+        check_chart(&out, stem);
+    }
+    let o = run(&["plot", s.as_str()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a scenario is not plottable: {}",
+        stderr(&o)
+    );
+}
+
+fn chromium() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("CHROMIUM").ok(),
+        Some("chromium".into()),
+        Some("chromium-browser".into()),
+        Some("google-chrome".into()),
+    ];
+    candidates.into_iter().flatten().find_map(|c| {
+        std::process::Command::new(&c)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| PathBuf::from(c))
+    })
+}
+
+#[test]
+fn the_report_renders_in_headless_chromium() {
+    let browser = chromium().expect(
+        "headless Chromium is needed for this test: scripts/test.sh installs Debian's `chromium`",
+    );
+    let d = tempfile::tempdir().unwrap();
+    sweep_tune_plot(d.path());
+    let shot = d.path().join("shot.png");
+    let profile = d.path().join("profile");
+    let url = format!("file://{}", d.path().join("report.html").display());
+    let o = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--hide-scrollbars",
+            "--window-size=1300,6000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.exists(),
+        "no screenshot; chromium said: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = image::open(&shot)
+        .expect("the screenshot decodes")
+        .to_rgb8();
+    assert!(img.width() >= 1200 && img.height() >= 5000);
+    // The charts' palette colours must be on the page: the SVGs rendered.
+    let near = |p: &image::Rgb<u8>, c: [u8; 3]| p.0.iter().zip(c).all(|(a, b)| a.abs_diff(b) < 30);
+    let count = |c: [u8; 3]| img.pixels().filter(|p| near(p, c)).count();
+    let (blue, vermillion, green) = (
+        count([0, 114, 178]),
+        count([213, 94, 0]),
+        count([0, 158, 115]),
+    );
+    assert!(
+        blue > 2_000 && vermillion > 500 && green > 2_000,
+        "chart colours on the page: blue {blue}, vermillion {vermillion}, green {green}"
+    );
+    let white = img.pixels().filter(|p| p.0 == [255, 255, 255]).count();
+    assert!(
+        white < img.pixels().count() * 97 / 100,
+        "the page is nearly blank"
+    );
+}
