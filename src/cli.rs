@@ -36,6 +36,86 @@ pub enum Command {
     Compare(CompareArgs),
     /// Draw charts (PNG and SVG) and an HTML report from a sweep directory or a timeline CSV
     Plot(PlotArgs),
+    /// Run a plan on a live fleet: a dry run unless --execute
+    Rollout(RolloutArgs),
+    /// Device and platform emulators for rehearsals and tests (loopback only)
+    Emulate(EmulateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// AWS IoT Jobs (REST, SigV4; credentials from AWS_* variables)
+    AwsIotJobs,
+    /// IBM Watson IoT Platform device management, API v0002 (WIOTP_API_KEY / WIOTP_API_TOKEN)
+    WatsonIot,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// The plan written by `stagger tune`
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// CSV with device_id (and type_id for watson-iot), optional region and hw columns
+    #[arg(long, value_name = "FILE.csv")]
+    pub inventory: PathBuf,
+    #[arg(long, value_enum)]
+    pub backend: BackendKind,
+    /// Base URL of the device-management API (the control plane for AWS)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    #[arg(long, value_name = "V")]
+    pub firmware_version: String,
+    #[arg(long, value_name = "URI")]
+    pub firmware_uri: String,
+    /// Act for real. Without it, print the waves and the prediction and touch nothing.
+    #[arg(long)]
+    pub execute: bool,
+    /// Durable journal; rerunning the same command with it resumes the rollout
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Divide every wait of the plan (soaks, gaps, backoff, timeouts, polling) by X
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub time_scale: f64,
+    /// Polling interval for backend progress, in plan seconds
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub poll_s: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    #[command(subcommand)]
+    pub what: EmulateWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulateWhat {
+    /// A Watson IoT v0002 device-management platform on 127.0.0.1, playing the inventory's devices
+    Watson(EmulateWatsonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateWatsonArgs {
+    /// Devices to play (CSV with device_id and type_id)
+    #[arg(long, value_name = "FILE.csv")]
+    pub inventory: PathBuf,
+    /// Scenario whose world model gives download and install times and fault rates
+    #[arg(long, default_value = "scenarios/seed-200.toml")]
+    pub scenario: PathBuf,
+    /// Port on 127.0.0.1 (0 picks a free one; the address is printed on stdout)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Speed-up: device durations are divided by this
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Devices whose updates always fail (comma-separated device ids)
+    #[arg(long, value_delimiter = ',')]
+    pub fail: Vec<String>,
+    /// Fault injection per request, e.g. 429=0.1,500=0.05,503=0.05,reset=0.05,garbage=0.05,slow=0.05
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Seed for durations, outcomes and injected faults
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,10 @@
 pub mod calibrate;
 pub mod cli;
 pub mod commands;
+pub mod emulate;
 pub mod engine;
 pub mod error;
+pub mod live;
 pub mod plot;
 pub mod progress;
 pub mod scenario;

@@ -2,6 +2,8 @@
 
 pub mod calibrate;
 pub mod compare;
+pub mod emulate;
+pub mod rollout;
 pub mod simulate;
 pub mod sweep;
 pub mod tune;
@@ -14,6 +16,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Rollout(args) => rollout::run(&args),
+        Command::Emulate(args) => emulate::run(&args),
         Command::Plot(args) => {
             let written = crate::plot::plot(&args.input, args.out.as_deref())?;
             eprintln!(

@@ -198,7 +198,26 @@ impl std::fmt::Display for HaltReason {
     }
 }
 
+/// A gateway's state recovered from a journal (see `Engine::resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    Succeeded,
+    /// Gave up after these attempts.
+    Failed {
+        attempts: u32,
+    },
+    /// Attempts already used; the gateway is otherwise waiting.
+    Tried {
+        attempts: u32,
+    },
+    /// This attempt is still running at the backend.
+    InFlight {
+        attempt: u32,
+    },
+}
+
 /// The engine's view of one gateway.
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
     Waiting,
@@ -395,6 +414,32 @@ impl Engine {
     /// Every gateway is final and nothing is in flight.
     pub fn is_done(&self) -> bool {
         self.finals == self.gws.len() && self.busy == 0
+    }
+
+    /// Seeds one gateway from a journal before a resumed rollout's first `handle_timeout`.
+    /// In-flight gateways count against the cap again, so the limit holds across restarts.
+    pub fn resume(&mut self, g: u32, r: Resumed) {
+        let Some(gw) = self.gws.get_mut(g as usize) else {
+            return;
+        };
+        match r {
+            Resumed::Succeeded => self.set_status(g, Status::Succeeded),
+            Resumed::Failed { attempts } => {
+                gw.attempts = attempts.min(u32::from(u16::MAX)) as u16;
+                self.set_status(g, Status::Failed);
+            }
+            Resumed::Tried { attempts } => gw.attempts = attempts.min(u32::from(u16::MAX)) as u16,
+            Resumed::InFlight { attempt } => {
+                gw.attempts = attempt.min(u32::from(u16::MAX)) as u16;
+                gw.wake = self.policy.op_timeout.map_or(Time::NEVER, |t| self.now + t);
+                if gw.wake != Time::NEVER {
+                    self.timers.push(Reverse((gw.wake, g)));
+                }
+                self.busy += 1;
+                self.peak_busy = self.peak_busy.max(self.busy);
+                self.set_status(g, Status::InFlight);
+            }
+        }
     }
 
     pub fn poll_command(&mut self) -> Option<Command> {

@@ -1,0 +1,38 @@
+//! `stagger emulate`: platform and device emulators for rehearsals and tests.
+
+use crate::cli::{EmulateArgs, EmulateWhat};
+use crate::emulate::watson::{self, Config};
+use crate::error::Failure;
+use crate::live::inventory::Inventory;
+use crate::scenario::{self, InputError};
+
+pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
+    match &args.what {
+        EmulateWhat::Watson(a) => {
+            if !(a.speed.is_finite() && a.speed > 0.0) {
+                return Err(Failure::input("--speed must be positive"));
+            }
+            let faults = watson::parse_faults(&a.faults)
+                .map_err(|m| InputError::new(format!("--faults: {m}")))?;
+            let scenario = scenario::load(&a.scenario.display().to_string(), &[])?;
+            let inventory = Inventory::load(&a.inventory.display().to_string(), true)?;
+            let key = std::env::var("WIOTP_API_KEY").map_err(|_| {
+                Failure::input(
+                    "set WIOTP_API_KEY and WIOTP_API_TOKEN: the emulator accepts those credentials",
+                )
+            })?;
+            let token = std::env::var("WIOTP_API_TOKEN")
+                .map_err(|_| Failure::input("WIOTP_API_TOKEN is not set"))?;
+            let cfg = Config {
+                scenario,
+                inventory,
+                speed: a.speed,
+                fail: a.fail.clone(),
+                faults,
+                seed: a.seed,
+                auth: watson::expected_auth(&key, &token),
+            };
+            watson::serve(cfg, a.port).map_err(Failure::Runtime)
+        }
+    }
+}

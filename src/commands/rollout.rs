@@ -1,0 +1,307 @@
+//! `stagger rollout`: a dry run by default (waves, canaries, prediction; no calls that change
+//! anything), or with --execute the live driver with its journal.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::cli::{BackendKind, RolloutArgs};
+use crate::engine::{Engine, Policy, Release};
+use crate::error::Failure;
+use crate::live::executor::{Live, Options};
+use crate::live::inventory::Inventory;
+use crate::live::journal::{self, Header, Journal};
+use crate::scenario::{self, InputError};
+use crate::simulate::{self, Options as SimOptions};
+use crate::stats::mean_ci95;
+use crate::time::Time;
+use crate::tune::plan::PlanFile;
+
+fn release_text(r: &Release) -> String {
+    let t = |x: Time| {
+        let s = x.secs();
+        if s >= 3600.0 {
+            format!("{:.1} h", s / 3600.0)
+        } else {
+            format!("{:.0} min", s / 60.0)
+        }
+    };
+    match r {
+        Release::Now => "at once".into(),
+        Release::WithPrevious => "with the previous wave".into(),
+        Release::AfterComplete(w) if w.millis() == 0 => "when the previous wave completes".into(),
+        Release::AfterComplete(w) => format!("{} after the previous wave completes", t(*w)),
+        Release::AfterGate {
+            fraction,
+            state,
+            timeout,
+            gap,
+            min_gap,
+        } => {
+            let mut s = format!(
+                "when {:.0}% of the previous wave {}",
+                fraction * 100.0,
+                match state {
+                    crate::engine::GateState::Downloaded => "has downloaded",
+                    crate::engine::GateState::Succeeded => "has succeeded",
+                    crate::engine::GateState::Final => "is final",
+                }
+            );
+            if let Some(to) = timeout {
+                s += &format!(" (or after {})", t(*to));
+            }
+            if gap.millis() > 0 {
+                s += &format!(", then {}", t(*gap));
+            }
+            if min_gap.millis() > 0 {
+                s += &format!(", at least {} after it started", t(*min_gap));
+            }
+            s
+        }
+    }
+}
+
+fn dry_run(
+    args: &RolloutArgs,
+    plan: &PlanFile,
+    policy: &Policy,
+    inv: &Inventory,
+) -> Result<(), Failure> {
+    let n = inv.devices.len();
+    println!("DRY RUN: nothing will be changed. Add --execute to run this rollout.\n");
+    println!(
+        "plan `{}` ({} family), tuned on scenario {} for {} gateways; inventory {} devices in {} regions, {} hardware classes.",
+        plan.name,
+        policy.family.name(),
+        plan.scenario.name,
+        plan.scenario.gateways,
+        n,
+        inv.regions.len(),
+        inv.hw_classes.len()
+    );
+    let cap = if policy.max_concurrent == u32::MAX {
+        "none".into()
+    } else {
+        policy.max_concurrent.to_string()
+    };
+    println!(
+        "concurrency cap {cap}; up to {} attempts per gateway, retry after min({:.0}·{}^n, {:.0}) s ±{:.0}%; backend {:?} at {}\n",
+        policy.retry.max_attempts,
+        policy.retry.base.secs(),
+        policy.retry.factor,
+        policy.retry.cap.secs(),
+        policy.retry.jitter * 100.0,
+        args.backend,
+        args.endpoint
+    );
+    let infos = inv.infos();
+    let engine = Engine::new(policy.clone(), &infos, 0);
+    let p = engine.plan();
+    for (w, wave) in p.waves.iter().enumerate() {
+        let ids: Vec<&str> = p.order[wave.start..wave.start + wave.len]
+            .iter()
+            .map(|&g| inv.devices[g as usize].id.as_str())
+            .collect();
+        let shown: Vec<&str> = ids.iter().take(10).copied().collect();
+        let more = if ids.len() > 10 {
+            format!(" … (+{})", ids.len() - 10)
+        } else {
+            String::new()
+        };
+        println!(
+            "wave {:>3}{}: {:>5} gateways, released {}: {}{more}",
+            w + 1,
+            wave.stage
+                .as_deref()
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default(),
+            wave.len,
+            release_text(&wave.release),
+            shown.join(", ")
+        );
+    }
+    if p.canaries > 0 {
+        let canaries: Vec<String> = p.order[..p.canaries]
+            .iter()
+            .map(|&g| {
+                let d = &inv.devices[g as usize];
+                format!("{} ({}, {})", d.id, d.region, d.hw)
+            })
+            .collect();
+        let regions: std::collections::BTreeSet<&str> = p.order[..p.canaries]
+            .iter()
+            .map(|&g| inv.devices[g as usize].region.as_str())
+            .collect();
+        let hws: std::collections::BTreeSet<&str> = p.order[..p.canaries]
+            .iter()
+            .map(|&g| inv.devices[g as usize].hw.as_str())
+            .collect();
+        println!(
+            "\ncanaries: {}\n  why: chosen to cover {} of {} regions and {} of {} hardware classes before anything else is touched.",
+            canaries.join(", "),
+            regions.len(),
+            inv.regions.len(),
+            hws.len(),
+            inv.hw_classes.len()
+        );
+    }
+    // The prediction: the plan simulated on the scenario it was tuned on, at this fleet size.
+    let mut sets = plan.scenario.sets.clone();
+    sets.push(format!("fleet.gateways={n}"));
+    match scenario::load(&plan.scenario.path, &sets) {
+        Ok(s) => {
+            let runs: Vec<_> = (1..=10)
+                .map(|seed| simulate::run(&s, "plan", policy, seed, &SimOptions::default()).summary)
+                .collect();
+            let m = mean_ci95(
+                &runs
+                    .iter()
+                    .map(|r| r.makespan_s / 3600.0)
+                    .collect::<Vec<_>>(),
+            );
+            let q = mean_ci95(&runs.iter().map(|r| r.success_rate).collect::<Vec<_>>());
+            let cpu = mean_ci95(&runs.iter().map(|r| r.peak_mgmt_cpu_pct).collect::<Vec<_>>());
+            println!(
+                "\npredicted (scenario {} at {n} gateways, 10 seeds): makespan {:.2} h [{:.2} – {:.2}], success {:.1}% [{:.1} – {:.1}], peak management CPU {:.0}%",
+                plan.scenario.name,
+                m.mean,
+                m.lo,
+                m.hi,
+                q.mean * 100.0,
+                q.lo * 100.0,
+                q.hi * 100.0,
+                cpu.mean
+            );
+            if args.time_scale != 1.0 {
+                println!(
+                    "  with --time-scale {}: about {:.1} min of wall-clock time",
+                    args.time_scale,
+                    m.mean * 60.0 / args.time_scale
+                );
+            }
+        }
+        Err(e) => println!("\nprediction unavailable: {e}"),
+    }
+    Ok(())
+}
+
+fn check_plan_scenario(plan: &PlanFile) -> Result<(), Failure> {
+    if let Ok(s) = scenario::load(&plan.scenario.path, &plan.scenario.sets) {
+        if s.fingerprint != plan.scenario.fingerprint {
+            return Err(InputError::new(format!(
+                "the plan was tuned on another version of scenario {} (fingerprint {}, now {}); sweep and tune again",
+                plan.scenario.path, plan.scenario.fingerprint, s.fingerprint
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        return Err(Failure::input(format!(
+            "--time-scale must be a positive number (got {})",
+            args.time_scale
+        )));
+    }
+    if !(args.poll_s.is_finite() && args.poll_s > 0.0) {
+        return Err(Failure::input("--poll-s must be positive"));
+    }
+    let plan_path = args.plan.display().to_string();
+    let (plan, policy) = PlanFile::load(&plan_path)?;
+    check_plan_scenario(&plan).map_err(|e| match e {
+        Failure::Input(i) => Failure::Input(i.in_file(&plan_path)),
+        other => other,
+    })?;
+    let inv = Inventory::load(
+        &args.inventory.display().to_string(),
+        args.backend == BackendKind::WatsonIot,
+    )?;
+    if !args.execute {
+        return dry_run(args, &plan, &policy, &inv);
+    }
+    let mut backend: Box<dyn crate::live::backend::Backend> = match args.backend {
+        BackendKind::WatsonIot => Box::new(
+            crate::live::watson::Watson::from_env(&args.endpoint, &args.firmware_version, &args.firmware_uri, args.time_scale)
+                .map_err(|e| Failure::Input(InputError::new(e.0)))?,
+        ),
+        BackendKind::AwsIotJobs => {
+            return Err(Failure::Runtime(
+                "the aws-iot-jobs backend cannot execute in this build yet (dry runs work); use watson-iot".into(),
+            ))
+        }
+    };
+    let journal_path = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| format!("rollout-{}.journal.jsonl", args.firmware_version).into());
+    let header = Header {
+        journal: "stagger".into(),
+        version: journal::VERSION,
+        plan: plan.name.clone(),
+        backend: format!("{:?}", args.backend),
+        endpoint: args.endpoint.clone(),
+        firmware_version: args.firmware_version.clone(),
+        firmware_uri: args.firmware_uri.clone(),
+        devices: inv.devices.len(),
+    };
+    let (journal, records) = Journal::open(&journal_path, &header)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C is left to the default handler: the journal is consistent at any point.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let opts = Options {
+        time_scale: args.time_scale,
+        poll: Time::from_secs(args.poll_s),
+        seed: 1,
+    };
+    let mut live = Live::new(policy, &inv, backend.as_mut(), journal, &opts);
+    let resumed = live.reconcile(&records)?;
+    if resumed > 0 {
+        eprintln!(
+            "rollout: resumed from {}: {resumed} gateways already known",
+            journal_path.display()
+        );
+    }
+    let bar = crate::progress::bar(inv.devices.len() as u64, "gateways final");
+    let report = live.run(&opts, &stop, &bar)?;
+    bar.finish_and_clear();
+    println!(
+        "succeeded: {} of {}",
+        report.succeeded.len(),
+        inv.devices.len()
+    );
+    for (id, attempts, why) in &report.failed {
+        println!("failed: {id} after {attempts} attempt(s): {why}");
+    }
+    if !report.rollback_needed.is_empty() {
+        println!(
+            "roll back these gateways to the previous firmware: {}",
+            report.rollback_needed.join(", ")
+        );
+    }
+    let resume = format!(
+        "stagger rollout --plan {} --inventory {} --backend {} --endpoint {} --firmware-version {} --firmware-uri {} --execute --journal {}{}",
+        args.plan.display(),
+        args.inventory.display(),
+        if args.backend == BackendKind::WatsonIot { "watson-iot" } else { "aws-iot-jobs" },
+        args.endpoint,
+        args.firmware_version,
+        args.firmware_uri,
+        journal_path.display(),
+        if args.time_scale != 1.0 { format!(" --time-scale {}", args.time_scale) } else { String::new() }
+    );
+    if report.interrupted {
+        return Err(Failure::Runtime(format!(
+            "interrupted; nothing new was issued after Ctrl-C. Resume with:\n  {resume}"
+        )));
+    }
+    if let Some(reason) = report.halted {
+        return Err(Failure::Halted(format!(
+            "{reason}; in-flight operations were cancelled"
+        )));
+    }
+    Ok(())
+}

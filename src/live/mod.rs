@@ -1,0 +1,9 @@
+//! Live rollouts: the inventory, backends, the crash-safe journal and the driver that runs
+//! the engine against a real device-management API. Nothing here acts without --execute.
+
+pub mod backend;
+pub mod executor;
+pub mod http;
+pub mod inventory;
+pub mod journal;
+pub mod watson;
