@@ -91,6 +91,32 @@ pub struct EmulateArgs {
 pub enum EmulateWhat {
     /// A Watson IoT v0002 device-management platform on 127.0.0.1, playing the inventory's devices
     Watson(EmulateWatsonArgs),
+    /// A gateway fleet for AWS IoT Jobs, playing the inventory's things through the device API
+    AwsFleet(EmulateAwsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateAwsArgs {
+    /// Endpoint serving IoT and iot-jobs-data (e.g. MiniStack on 127.0.0.1)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// Things to play (CSV with device_id = thing name)
+    #[arg(long, value_name = "FILE.csv")]
+    pub inventory: PathBuf,
+    /// Register the things first (CreateThing; existing ones are kept)
+    #[arg(long)]
+    pub create_things: bool,
+    /// Scenario whose world model gives download and install times and fault rates
+    #[arg(long, default_value = "scenarios/seed-200.toml")]
+    pub scenario: PathBuf,
+    /// Speed-up: durations are divided by this
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Things whose updates always fail (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub fail: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

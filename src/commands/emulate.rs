@@ -34,5 +34,37 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             };
             watson::serve(cfg, a.port).map_err(Failure::Runtime)
         }
+        EmulateWhat::AwsFleet(a) => {
+            if !a.endpoint.starts_with("http://127.0.0.1")
+                && !a.endpoint.starts_with("http://localhost")
+            {
+                return Err(Failure::input(
+                    "the emulated fleet only talks to a loopback endpoint (http://127.0.0.1:PORT)",
+                ));
+            }
+            if !(a.speed.is_finite() && a.speed > 0.0) {
+                return Err(Failure::input("--speed must be positive"));
+            }
+            let mut fleet = crate::emulate::aws::Fleet {
+                client: crate::live::aws::Signed::from_env(&a.endpoint, a.speed)
+                    .map_err(|e| Failure::input(e.0))?,
+                scenario: scenario::load(&a.scenario.display().to_string(), &[])?,
+                inventory: Inventory::load(&a.inventory.display().to_string(), false)?,
+                speed: a.speed,
+                fail: a.fail.clone(),
+                seed: a.seed,
+            };
+            if a.create_things {
+                fleet.create_things().map_err(Failure::Runtime)?;
+            }
+            println!(
+                "fleet: playing {} things against {}",
+                fleet.inventory.devices.len(),
+                a.endpoint
+            );
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            fleet.run().map_err(Failure::Runtime)
+        }
     }
 }

@@ -222,14 +222,24 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     }
     let mut backend: Box<dyn crate::live::backend::Backend> = match args.backend {
         BackendKind::WatsonIot => Box::new(
-            crate::live::watson::Watson::from_env(&args.endpoint, &args.firmware_version, &args.firmware_uri, args.time_scale)
-                .map_err(|e| Failure::Input(InputError::new(e.0)))?,
+            crate::live::watson::Watson::from_env(
+                &args.endpoint,
+                &args.firmware_version,
+                &args.firmware_uri,
+                args.time_scale,
+            )
+            .map_err(|e| Failure::Input(InputError::new(e.0)))?,
         ),
-        BackendKind::AwsIotJobs => {
-            return Err(Failure::Runtime(
-                "the aws-iot-jobs backend cannot execute in this build yet (dry runs work); use watson-iot".into(),
-            ))
-        }
+        BackendKind::AwsIotJobs => Box::new(
+            crate::live::aws::AwsJobs::from_env(
+                &args.endpoint,
+                &args.firmware_version,
+                &args.firmware_uri,
+                args.time_scale,
+                &policy,
+            )
+            .map_err(|e| Failure::Input(InputError::new(e.0)))?,
+        ),
     };
     let journal_path = args
         .journal

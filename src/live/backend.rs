@@ -30,8 +30,10 @@ impl std::fmt::Display for BackendError {
 pub trait Backend {
     /// The operation phases of one update, in order (watson: download, update; aws: job).
     fn phases(&self) -> &'static [&'static str];
-    /// Starts `phase` for `devices`; returns the backend's reference for the operation.
-    fn submit(&mut self, phase: &str, devices: &[&Device]) -> Result<String, BackendError>;
+    /// Starts `phase` for `devices` (each with its attempt number); returns the backend's
+    /// reference for the operation.
+    fn submit(&mut self, phase: &str, devices: &[(&Device, u32)]) -> Result<String, BackendError>;
+
     /// Finds an operation of `phase` for this firmware that already covers `device`
     /// (after a crash or an ambiguous failure), so that nothing is triggered twice.
     fn find(&mut self, phase: &str, device: &Device) -> Result<Option<String>, BackendError>;

@@ -183,11 +183,11 @@ impl<'a> Live<'a> {
             return Ok(());
         }
         let name = self.backend.phases()[phase];
-        let devices: Vec<&super::inventory::Device> = group
+        let devices: Vec<(&super::inventory::Device, u32)> = group
             .iter()
-            .map(|(g, _)| &self.inv.devices[*g as usize])
+            .map(|(g, a)| (&self.inv.devices[*g as usize], *a))
             .collect();
-        let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+        let ids: Vec<String> = devices.iter().map(|(d, _)| d.id.clone()).collect();
         let t = self.now().millis();
         let record = Record::Start {
             t,

@@ -49,13 +49,25 @@ impl Http {
         headers: &[(String, String)],
         body: Option<&serde_json::Value>,
     ) -> Outcome {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        self.once_bytes(method, url, headers, bytes.as_deref())
+    }
+
+    /// One try with exact body bytes (signed requests need the bytes they signed).
+    pub fn once_bytes(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> Outcome {
         let mut req = self.agent.request(method, url);
         for (k, v) in headers {
             req = req.set(k, v);
         }
         let is_post = method != "GET";
         let resp = match body {
-            Some(b) => req.send_json(b.clone()),
+            Some(b) => req.set("Content-Type", "application/json").send_bytes(b),
             None => req.call(),
         };
         let ambiguous_or_retry = |m: String| {

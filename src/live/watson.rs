@@ -82,9 +82,10 @@ impl Backend for Watson {
         &["download", "update"]
     }
 
-    fn submit(&mut self, phase: &str, devices: &[&Device]) -> Result<String, BackendError> {
+    fn submit(&mut self, phase: &str, devices: &[(&Device, u32)]) -> Result<String, BackendError> {
+        let devices: Vec<&Device> = devices.iter().map(|(d, _)| *d).collect();
         let url = format!("{}/api/v0002/mgmt/requests", self.base);
-        let body = self.body(phase, devices);
+        let body = self.body(phase, &devices);
         let mut last = String::new();
         for n in 1..=self.http.max_tries {
             match self.http.once("POST", &url, &self.headers(), Some(&body)) {
