@@ -364,3 +364,41 @@ fn bad_inventories_and_plans_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("WIOTP_API_TOKEN"));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_prints_the_resume_command() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 40);
+    let plan = tuned_plan(d.path());
+    let emu = Emulator::start(&inv, &[]);
+    let journal = d.path().join("j.jsonl");
+    let child = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while emu.stats()["requests"].as_u64().unwrap_or(0) < 2
+        && t0.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Resume with") && err.contains("--journal") && err.contains("--execute"),
+        "{err}"
+    );
+    let (_, records, cut) =
+        stagger::live::journal::parse(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    assert!(
+        !cut && !records.is_empty(),
+        "the journal is whole after Ctrl-C"
+    );
+}

@@ -301,9 +301,8 @@ pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
                 let _ = req.respond(json_response(500, &json!({ "message": "internal error" })));
                 continue;
             }
-            Some("slow") => {
-                std::thread::sleep(Duration::from_secs_f64((2.0 / st.cfg.speed).min(2.0)))
-            }
+            // Longer than a rehearsal client's timeout: the client gives up, then the platform acts.
+            Some("slow") => std::thread::sleep(Duration::from_millis(1500)),
             _ => {}
         }
         let mut body = String::new();

@@ -101,6 +101,10 @@ impl Http {
             Err(ureq::Error::Status(code, r)) => {
                 let detail = r.into_string().unwrap_or_default();
                 let detail: String = detail.chars().take(200).collect();
+                if detail.contains("Throttling") || detail.contains("TooManyRequests") {
+                    // AWS also throttles with a 400 ThrottlingException: nothing was done.
+                    return Outcome::Retry(format!("{method} {url}: throttled ({code})"));
+                }
                 Outcome::Fatal(format!("{method} {url}: HTTP {code} {detail}"))
             }
             Err(ureq::Error::Transport(t)) => {
