@@ -105,8 +105,10 @@ impl Journal {
                     .in_file(&name));
                 }
                 if truncated {
-                    // The crash cut the last line: end it so the next record starts clean.
-                    file.write_all(b"\n")
+                    // The crash cut the last line: drop the fragment so the file holds whole records.
+                    let keep =
+                        whole_records_len(&std::fs::read_to_string(path).unwrap_or_default());
+                    file.set_len(keep as u64)
                         .and_then(|_| file.sync_all())
                         .map_err(|e| InputError::new(e.to_string()).in_file(&name))?;
                 }
@@ -142,6 +144,11 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Bytes up to the end of the last complete line.
+fn whole_records_len(text: &str) -> usize {
+    text.rfind('\n').map_or(0, |i| i + 1)
 }
 
 /// Header, records, and whether the last line was cut short (tolerated, dropped).

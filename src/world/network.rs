@@ -17,6 +17,8 @@ struct Flow {
     last: Time,
     /// Position in `active`, or `usize::MAX` when idle.
     slot: usize,
+    /// Position in each link's flow list.
+    link_pos: [usize; 2],
     generation: u32,
 }
 
@@ -26,11 +28,20 @@ pub struct Network {
     load_bps: Vec<f64>,
     flows: Vec<Flow>,
     active: Vec<FlowId>,
+    /// The active flows crossing each link.
+    link_flows: Vec<Vec<FlowId>>,
+    /// Links touched since the last reshare: only their connected component is recomputed.
+    dirty: Vec<LinkId>,
+    /// Flows on no shared link that started since the last reshare.
+    dirty_lone: Vec<FlowId>,
     // Scratch buffers reused by `reshare` so it does not allocate per event.
     order: Vec<FlowId>,
     rem: Vec<f64>,
     count: Vec<u32>,
     frozen: Vec<bool>,
+    link_seen: Vec<bool>,
+    flow_seen: Vec<bool>,
+    links: Vec<LinkId>,
 }
 
 impl Network {
@@ -47,21 +58,27 @@ impl Network {
                     remaining_bits: 0.0,
                     last: Time::ZERO,
                     slot: usize::MAX,
+                    link_pos: [usize::MAX; 2],
                     generation: 0,
                 };
                 flows
             ],
             active: Vec::new(),
+            link_flows: vec![Vec::new(); links],
+            dirty: Vec::new(),
+            dirty_lone: Vec::new(),
             order: Vec::new(),
             rem: vec![0.0; links],
             count: vec![0; links],
             frozen: vec![false; flows],
+            link_seen: vec![false; links],
+            flow_seen: vec![false; flows],
+            links: Vec::new(),
         }
     }
 
     /// Starts `id` with `bits` to move; call `reshare` afterwards.
     pub fn start(&mut self, now: Time, id: FlowId, links: [LinkId; 2], cap_bps: f64, bits: f64) {
-        self.advance(now);
         let f = &mut self.flows[id as usize];
         debug_assert!(f.slot == usize::MAX, "flow {id} started twice");
         f.links = links;
@@ -71,6 +88,16 @@ impl Network {
         f.rate_bps = 0.0;
         f.slot = self.active.len();
         self.active.push(id);
+        for (k, l) in links.into_iter().enumerate() {
+            if l != NO_LINK {
+                self.flows[id as usize].link_pos[k] = self.link_flows[l as usize].len();
+                self.link_flows[l as usize].push(id);
+                self.dirty.push(l);
+            }
+        }
+        if links == [NO_LINK; 2] {
+            self.dirty_lone.push(id);
+        }
     }
 
     /// Gives a running flow a new target (the next chunk) without changing any rate.
@@ -83,19 +110,34 @@ impl Network {
 
     /// Stops `id`; returns the bits it had left. Call `reshare` afterwards.
     pub fn stop(&mut self, now: Time, id: FlowId) -> f64 {
-        self.advance(now);
-        let f = &mut self.flows[id as usize];
-        if f.slot == usize::MAX {
+        if self.flows[id as usize].slot == usize::MAX {
             return 0.0;
         }
+        self.advance_one(id, now);
+        let f = &mut self.flows[id as usize];
         let slot = f.slot;
         f.slot = usize::MAX;
         f.rate_bps = 0.0;
         f.generation = f.generation.wrapping_add(1);
         let left = f.remaining_bits.max(0.0);
+        let (links, pos) = (f.links, f.link_pos);
         self.active.swap_remove(slot);
         if let Some(&moved) = self.active.get(slot) {
             self.flows[moved as usize].slot = slot;
+        }
+        for k in 0..2 {
+            let l = links[k];
+            if l == NO_LINK {
+                continue;
+            }
+            let list = &mut self.link_flows[l as usize];
+            list.swap_remove(pos[k]);
+            if let Some(&moved) = list.get(pos[k]) {
+                let m = &mut self.flows[moved as usize];
+                let kk = if m.links[0] == l { 0 } else { 1 };
+                m.link_pos[kk] = pos[k];
+            }
+            self.dirty.push(l);
         }
         left
     }
@@ -130,23 +172,60 @@ impl Network {
         f.last + Time::from_millis_f64(f.remaining_bits.max(0.0) / f.rate_bps * 1000.0)
     }
 
-    fn advance(&mut self, now: Time) {
-        for &id in &self.active {
-            let f = &mut self.flows[id as usize];
-            let dt = (now - f.last).secs();
-            f.remaining_bits -= f.rate_bps * dt;
-            f.last = now;
-        }
+    fn advance_one(&mut self, id: FlowId, now: Time) {
+        let f = &mut self.flows[id as usize];
+        let dt = (now - f.last).secs();
+        f.remaining_bits -= f.rate_bps * dt;
+        f.last = now;
     }
 
     /// Recomputes max-min fair rates at `now`. Calls `changed(id)` for every flow whose
     /// rate changed, so the caller can reschedule its finish event.
     pub fn reshare(&mut self, now: Time, mut changed: impl FnMut(FlowId)) {
-        self.advance(now);
-        self.rem.copy_from_slice(&self.capacity_bps);
-        self.count.iter_mut().for_each(|c| *c = 0);
+        // Flows on no shared link simply run at their cap.
+        for id in std::mem::take(&mut self.dirty_lone) {
+            let f = &mut self.flows[id as usize];
+            if f.slot != usize::MAX && f.rate_bps != f.cap_bps {
+                f.last = now;
+                f.rate_bps = f.cap_bps;
+                f.generation = f.generation.wrapping_add(1);
+                changed(id);
+            }
+        }
+        // The connected component of the touched links: nothing outside it can change.
+        self.links.clear();
         self.order.clear();
-        self.order.extend_from_slice(&self.active);
+        let mut queue = std::mem::take(&mut self.dirty);
+        while let Some(l) = queue.pop() {
+            if std::mem::replace(&mut self.link_seen[l as usize], true) {
+                continue;
+            }
+            self.links.push(l);
+            for &id in &self.link_flows[l as usize] {
+                if !std::mem::replace(&mut self.flow_seen[id as usize], true) {
+                    self.order.push(id);
+                    for other in self.flows[id as usize].links {
+                        if other != NO_LINK && !self.link_seen[other as usize] {
+                            queue.push(other);
+                        }
+                    }
+                }
+            }
+        }
+        self.dirty = queue;
+        self.links.sort_unstable();
+        for &l in &self.links {
+            self.link_seen[l as usize] = false;
+            self.rem[l as usize] = self.capacity_bps[l as usize];
+            self.count[l as usize] = 0;
+        }
+        for &id in &self.order {
+            self.flow_seen[id as usize] = false;
+        }
+        for i in 0..self.order.len() {
+            let id = self.order[i];
+            self.advance_one(id, now);
+        }
         let flows = &self.flows;
         self.order.sort_unstable_by(|a, b| {
             flows[*a as usize]
@@ -171,12 +250,13 @@ impl Network {
             let cap_level = self.flows[self.order[next_cap] as usize].cap_bps;
             let mut link_level = f64::INFINITY;
             let mut bottleneck = NO_LINK;
-            for (l, (&rem, &n)) in self.rem.iter().zip(&self.count).enumerate() {
+            for &l in &self.links {
+                let n = self.count[l as usize];
                 if n > 0 {
-                    let share = rem.max(0.0) / n as f64;
+                    let share = self.rem[l as usize].max(0.0) / n as f64;
                     if share < link_level {
                         link_level = share;
-                        bottleneck = l as LinkId;
+                        bottleneck = l;
                     }
                 }
             }
@@ -204,14 +284,11 @@ impl Network {
                 }
             }
         }
-        self.load_bps.iter_mut().for_each(|l| *l = 0.0);
-        for &id in &self.active {
-            let f = &self.flows[id as usize];
-            for l in f.links {
-                if l != NO_LINK {
-                    self.load_bps[l as usize] += f.rate_bps;
-                }
-            }
+        for &l in &self.links {
+            self.load_bps[l as usize] = self.link_flows[l as usize]
+                .iter()
+                .map(|&id| self.flows[id as usize].rate_bps)
+                .sum();
         }
     }
 
