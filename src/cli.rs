@@ -63,8 +63,10 @@ pub struct RolloutArgs {
     /// Base URL of the device-management API (the control plane for AWS)
     #[arg(long, value_name = "URL")]
     pub endpoint: String,
+    /// Version of the firmware being rolled out (goes into the job document or request)
     #[arg(long, value_name = "V")]
     pub firmware_version: String,
+    /// Where devices download the image from
     #[arg(long, value_name = "URI")]
     pub firmware_uri: String,
     /// Act for real. Without it, print the waves and the prediction and touch nothing.

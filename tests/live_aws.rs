@@ -119,31 +119,6 @@ fn inventory(dir: &Path, n: usize) -> PathBuf {
     p
 }
 
-fn tuned_plan(dir: &Path) -> PathBuf {
-    let out = dir.join("sweep");
-    let plan = dir.join("plan.toml");
-    assert!(run(&[
-        "sweep",
-        &seed_scenario(),
-        "--replications",
-        "6",
-        "--out",
-        out.to_str().unwrap()
-    ])
-    .status
-    .success());
-    let o = run(&[
-        "tune",
-        out.to_str().unwrap(),
-        "--plan",
-        plan.to_str().unwrap(),
-        "--extra-replications",
-        "6",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    plan
-}
-
 fn rollout(plan: &Path, inv: &Path, endpoint: &str, journal: &Path, execute: bool) -> Command {
     let mut c = bin();
     with_creds(&mut c)

@@ -84,31 +84,6 @@ fn inventory(dir: &Path, n: usize) -> std::path::PathBuf {
     p
 }
 
-/// A plan straight from `sweep` + `tune` on seed-200.
-fn tuned_plan(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("sweep");
-    let plan = dir.join("plan.toml");
-    let o = run(&[
-        "sweep",
-        &seed_scenario(),
-        "--replications",
-        "6",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&[
-        "tune",
-        out.to_str().unwrap(),
-        "--plan",
-        plan.to_str().unwrap(),
-        "--extra-replications",
-        "6",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    plan
-}
-
 fn rollout(plan: &Path, inv: &Path, endpoint: &str, journal: &Path, execute: bool) -> Command {
     let mut c = bin();
     c.args([

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 use super::data::{Band, SweepData, Table};
@@ -31,6 +31,24 @@ fn label_font() -> TextStyle<'static> {
 
 fn legend_font() -> TextStyle<'static> {
     (FONT, 16).into()
+}
+
+/// The legend box every chart uses.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> R
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.92))
+        .border_style(BLACK)
+        .label_font(legend_font())
+        .draw()?;
+    Ok(())
 }
 
 fn legend_line(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
@@ -127,13 +145,7 @@ where
             .label(name)
             .legend(legend_line(c));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.92))
-        .border_style(BLACK)
-        .label_font(legend_font())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
@@ -321,13 +333,7 @@ where
                 .map(|(x, e)| Circle::new((x + dx, e.mean * scale), 5, c.filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.92))
-        .border_style(BLACK)
-        .label_font(legend_font())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -396,13 +402,7 @@ where
             .label(STATES[k].replace('_', " "))
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::MiddleRight)
-        .background_style(WHITE.mix(0.92))
-        .border_style(BLACK)
-        .label_font(legend_font())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
     root.present()?;
     Ok(())
 }
@@ -510,13 +510,7 @@ where
             .label(name.clone())
             .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 8, c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.92))
-        .border_style(BLACK)
-        .label_font(legend_font())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     // Colour bar for CPU.
     let mut cb = ChartBuilder::on(&bar)
         .margin_top(70)
@@ -587,13 +581,7 @@ where
             .label(label)
             .legend(legend_line(c));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.92))
-        .border_style(BLACK)
-        .label_font(legend_font())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
@@ -652,13 +640,7 @@ where
         ))?
         .label("queued operations")
         .legend(legend_line(style::color(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.92))
-        .border_style(BLACK)
-        .label_font(legend_font())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }

@@ -100,6 +100,11 @@ pub fn deserialize<T: DeserializeOwned>(table: &toml::Table) -> Result<T, InputE
 
 /// Says serde's Rust type names in the user's words.
 fn plain_types(msg: &str) -> String {
+    // serde_path_to_error already names the key; drop toml's trailing "in `table`" line.
+    let msg = match msg.rsplit_once("\nin `") {
+        Some((head, _)) => head,
+        None => msg,
+    };
     let mut m = msg.to_string();
     for (rust, plain) in [
         ("expected i64", "expected a whole number"),

@@ -148,6 +148,14 @@ impl Summary {
             "blast_radius" => f64::from(self.blast_radius),
             "succeeded" => f64::from(self.succeeded),
             "events" => self.events as f64,
+            "failed" => f64::from(self.failed),
+            "disconnected" => f64::from(self.disconnected),
+            "halted" => f64::from(u8::from(self.halted)),
+            "rolled_back" => f64::from(self.rolled_back),
+            "op_timeouts" => self.op_timeouts as f64,
+            "rejections" => self.rejections as f64,
+            "deferrals" => f64::from(self.deferrals),
+            "attempts" => self.attempts as f64,
             _ => return None,
         })
     }

@@ -89,24 +89,10 @@ pub const RUN_METRICS: [&str; 16] = [
 ];
 
 pub fn values(s: &Summary) -> Vec<f64> {
-    vec![
-        s.success_rate,
-        s.peak_mgmt_cpu_pct,
-        s.disconnect_rate,
-        f64::from(s.manual_interventions),
-        s.makespan_s,
-        f64::from(s.blast_radius),
-        f64::from(s.succeeded),
-        f64::from(s.failed),
-        f64::from(s.disconnected),
-        s.events as f64,
-        f64::from(u8::from(s.halted)),
-        f64::from(s.rolled_back),
-        s.op_timeouts as f64,
-        s.rejections as f64,
-        f64::from(s.deferrals),
-        s.attempts as f64,
-    ]
+    RUN_METRICS
+        .iter()
+        .map(|m| s.metric(m).unwrap_or(f64::NAN))
+        .collect()
 }
 
 pub fn metric_index(name: &str) -> Option<usize> {

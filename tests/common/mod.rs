@@ -47,3 +47,28 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
     std::fs::write(&p, text).expect("write test file");
     p.display().to_string()
 }
+
+/// A plan straight from `sweep` + `tune` on seed-200 (short sweep, for live tests).
+pub fn tuned_plan(dir: &Path) -> PathBuf {
+    let out = dir.join("sweep");
+    let plan = dir.join("plan.toml");
+    let o = run(&[
+        "sweep",
+        &seed_scenario(),
+        "--replications",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "tune",
+        out.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--extra-replications",
+        "6",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    plan
+}
