@@ -188,7 +188,22 @@ pub fn rollout_order(inventory: &[GatewayInfo], canaries: usize) -> Vec<u32> {
     let mut regions_seen = std::collections::BTreeSet::new();
     let mut hw_seen = std::collections::BTreeSet::new();
     let mut pairs_seen = std::collections::BTreeSet::new();
+    let mut all_regions = std::collections::BTreeSet::new();
+    let mut all_hw = std::collections::BTreeSet::new();
+    let mut all_pairs = std::collections::BTreeSet::new();
+    if canaries > 0 {
+        for g in inventory {
+            all_regions.insert(g.region);
+            all_hw.insert(g.hw);
+            all_pairs.insert((g.region, g.hw));
+        }
+    }
     for _ in 0..canaries.min(n) {
+        // The best score any gateway could still reach: stop scanning once one reaches it
+        // (same pick as a full scan, without scanning a million gateways per canary).
+        let achievable = u8::from(regions_seen.len() < all_regions.len()) * 2
+            + u8::from(hw_seen.len() < all_hw.len()) * 2
+            + u8::from(pairs_seen.len() < all_pairs.len());
         let mut best: Option<(u8, usize)> = None;
         for (i, g) in inventory.iter().enumerate() {
             if taken[i] {
@@ -199,7 +214,7 @@ pub fn rollout_order(inventory: &[GatewayInfo], canaries: usize) -> Vec<u32> {
                 + u8::from(!pairs_seen.contains(&(g.region, g.hw)));
             if best.is_none_or(|(b, _)| score > b) {
                 best = Some((score, i));
-                if score == 5 {
+                if score >= achievable {
                     break;
                 }
             }

@@ -114,10 +114,12 @@ impl World {
     }
 
     fn reshare(&mut self, now: Time) {
-        let mut changed = Vec::new();
+        // A reused buffer: no allocation per event.
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
         self.net.reshare(now, |id| changed.push(id));
         let n = self.gws.len() as u32;
-        for id in changed {
+        for &id in &changed {
             let t = self.net.finish_time(id);
             if t == Time::NEVER {
                 continue;
@@ -139,6 +141,7 @@ impl World {
                 );
             }
         }
+        self.changed = changed;
     }
 
     /// Handles one event at `now`.

@@ -145,6 +145,8 @@ pub struct World {
     queue: EventQueue<Event>,
     busy_gateways: u32,
     online: u32,
+    /// Scratch for flows whose rate changed in a reshare.
+    changed: Vec<u32>,
     pub counters: Counters,
     tick: Time,
     chunk_bits: f64,
@@ -202,6 +204,7 @@ impl World {
             queue: EventQueue::default(),
             busy_gateways: 0,
             online: n as u32,
+            changed: Vec::new(),
             counters: Counters::default(),
             tick: Time::from_secs(scenario.service.tick_s),
             chunk_bits: scenario.firmware.chunk_mb * 8e6,
