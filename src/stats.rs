@@ -11,41 +11,64 @@ pub struct Estimate {
     pub sd: f64,
 }
 
+/// Streaming mean and variance (Welford): constant memory however many samples arrive.
+/// Samples must arrive in a fixed order for byte-identical results.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Running {
+    n: usize,
+    mean: f64,
+    m2: f64,
+}
+
+impl Running {
+    pub fn add(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// Mean with a two-sided 95% Student-t interval. One sample gives a zero-width interval.
+    pub fn estimate(&self) -> Estimate {
+        let n = self.n;
+        if n == 0 {
+            return Estimate {
+                n,
+                mean: f64::NAN,
+                lo: f64::NAN,
+                hi: f64::NAN,
+                sd: f64::NAN,
+            };
+        }
+        if n == 1 {
+            return Estimate {
+                n,
+                mean: self.mean,
+                lo: self.mean,
+                hi: self.mean,
+                sd: 0.0,
+            };
+        }
+        let sd = (self.m2.max(0.0) / (n - 1) as f64).sqrt();
+        let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+            .map(|d| d.inverse_cdf(0.975))
+            .unwrap_or(1.96);
+        let half = t * sd / (n as f64).sqrt();
+        Estimate {
+            n,
+            mean: self.mean,
+            lo: self.mean - half,
+            hi: self.mean + half,
+            sd,
+        }
+    }
+}
+
 /// Mean with a two-sided 95% Student-t interval. One sample gives a zero-width interval.
 pub fn mean_ci95(xs: &[f64]) -> Estimate {
-    let n = xs.len();
-    if n == 0 {
-        return Estimate {
-            n,
-            mean: f64::NAN,
-            lo: f64::NAN,
-            hi: f64::NAN,
-            sd: f64::NAN,
-        };
-    }
-    let mean = xs.iter().sum::<f64>() / n as f64;
-    if n == 1 {
-        return Estimate {
-            n,
-            mean,
-            lo: mean,
-            hi: mean,
-            sd: 0.0,
-        };
-    }
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let sd = var.sqrt();
-    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
-        .map(|d| d.inverse_cdf(0.975))
-        .unwrap_or(1.96);
-    let half = t * sd / (n as f64).sqrt();
-    Estimate {
-        n,
-        mean,
-        lo: mean - half,
-        hi: mean + half,
-        sd,
-    }
+    let mut r = Running::default();
+    xs.iter().for_each(|x| r.add(*x));
+    r.estimate()
 }
 
 /// The q-quantile (0..=1) by linear interpolation of sorted values.

@@ -75,11 +75,10 @@ pub fn run(args: &SweepArgs) -> Result<(), Failure> {
             format!(" (shard {}/{})", shard.part, shard.count)
         }
     );
-    let records = sweep::run::execute(&p.good, &p.bad, &p.configs, &p.spec, shard, threads);
     if shard == Shard::WHOLE {
-        sweep::write_complete(&out, &p, records, threads)?;
+        sweep::run_complete(&out, &p, threads)?;
     } else {
-        sweep::write_shard(&out, &p, shard, &records)?;
+        sweep::run_shard(&out, &p, shard, threads)?;
     }
     eprintln!("sweep: wrote {}", out.display());
     Ok(())

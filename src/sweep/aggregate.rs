@@ -1,7 +1,7 @@
 //! Per-configuration summaries with Student-t CIs, and the Pareto front.
 
 use super::run::{metric_index, Record};
-use crate::stats::{mean_ci95, Estimate};
+use crate::stats::{Estimate, Running};
 
 /// Summary metrics: (name, taken from the bad-release runs?).
 pub const SUMMARY_METRICS: [(&str, bool); 7] = [
@@ -31,39 +31,60 @@ impl ConfigSummary {
     }
 }
 
-/// Summaries for configs `0..configs` from records (any order).
-pub fn summarise(records: &[Record], configs: usize) -> Vec<ConfigSummary> {
-    let mut by_config: Vec<(Vec<&Record>, Vec<&Record>)> = vec![(Vec::new(), Vec::new()); configs];
-    for r in records {
-        let slot = &mut by_config[r.key.config];
-        if r.key.bad_release {
-            slot.1.push(r);
-        } else {
-            slot.0.push(r);
+/// Per-configuration running statistics, fed one run at a time in index order: memory
+/// grows with configurations, not with runs.
+pub struct Aggregator {
+    stats: Vec<[Running; SUMMARY_METRICS.len()]>,
+    columns: [usize; SUMMARY_METRICS.len()],
+}
+
+impl Aggregator {
+    pub fn new(configs: usize) -> Aggregator {
+        let columns = SUMMARY_METRICS.map(|(m, _)| metric_index(m).unwrap_or(0));
+        Aggregator {
+            stats: vec![[Running::default(); SUMMARY_METRICS.len()]; configs],
+            columns,
         }
     }
-    by_config
-        .into_iter()
-        .enumerate()
-        .map(|(config, (mut good, mut bad))| {
-            good.sort_by_key(|r| r.key.index);
-            bad.sort_by_key(|r| r.key.index);
-            let metrics = SUMMARY_METRICS
-                .iter()
-                .map(|(name, from_bad)| {
-                    let i = metric_index(name).unwrap_or(0);
-                    let src = if *from_bad { &bad } else { &good };
-                    let xs: Vec<f64> = src.iter().map(|r| r.values[i]).collect();
-                    mean_ci95(&xs)
-                })
-                .collect();
-            ConfigSummary {
-                config,
-                n: good.len(),
-                metrics,
+
+    pub fn add(&mut self, r: &Record) {
+        let Some(stats) = self.stats.get_mut(r.key.config) else {
+            return;
+        };
+        for (k, (_, from_bad)) in SUMMARY_METRICS.iter().enumerate() {
+            if *from_bad == r.key.bad_release {
+                stats[k].add(r.values[self.columns[k]]);
             }
-        })
-        .collect()
+        }
+    }
+
+    pub fn finish(self) -> Vec<ConfigSummary> {
+        let n_good = SUMMARY_METRICS
+            .iter()
+            .position(|(_, bad)| !bad)
+            .unwrap_or(0);
+        self.stats
+            .into_iter()
+            .enumerate()
+            .map(|(config, st)| {
+                let metrics: Vec<Estimate> = st.iter().map(Running::estimate).collect();
+                ConfigSummary {
+                    config,
+                    n: metrics[n_good].n,
+                    metrics,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Summaries for configs `0..configs` from records, taken in index order.
+pub fn summarise(records: &[Record], configs: usize) -> Vec<ConfigSummary> {
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    sorted.sort_by_key(|r| r.key.index);
+    let mut agg = Aggregator::new(configs);
+    sorted.into_iter().for_each(|r| agg.add(r));
+    agg.finish()
 }
 
 /// Configurations not dominated in (lower makespan, higher success), by mean; sorted by makespan.

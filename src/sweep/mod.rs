@@ -71,30 +71,61 @@ fn write(dir: &Path, name: &str, bytes: Result<Vec<u8>, String>) -> Result<(), F
     write_file(&dir.join(name), &bytes)
 }
 
-/// Writes a shard's partial output: its runs and a manifest that says which shard it is.
-pub fn write_shard(
-    dir: &Path,
-    p: &Prepared,
-    shard: Shard,
-    records: &[Record],
-) -> Result<(), Failure> {
+fn runs_file<'a>(dir: &Path, p: &'a Prepared) -> Result<output::RunsWriter<'a>, Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| Failure::io(dir, e))?;
+    let path = dir.join("runs.csv");
+    let file = std::fs::File::create(&path).map_err(|e| Failure::io(&path, e))?;
+    output::RunsWriter::new(Box::new(std::io::BufWriter::new(file)), &p.configs)
+        .map_err(|e| Failure::Runtime(format!("{}: {e}", path.display())))
+}
+
+fn csv_err(dir: &Path) -> impl Fn(String) -> Failure + '_ {
+    move |e| Failure::Runtime(format!("{}: {e}", dir.join("runs.csv").display()))
+}
+
+/// Runs a shard and writes its partial output: its runs and a manifest naming the shard.
+pub fn run_shard(dir: &Path, p: &Prepared, shard: Shard, threads: usize) -> Result<(), Failure> {
+    let mut w = runs_file(dir, p)?;
+    run::execute_into(&p.good, &p.bad, &p.configs, &p.spec, shard, threads, |r| {
+        w.write(&r).map_err(csv_err(dir))
+    })?;
+    w.finish().map_err(csv_err(dir))?;
     let mut m = p.manifest();
     m.shard = Some((shard.part, shard.count));
-    write(dir, "runs.csv", output::runs_csv(&p.configs, records))?;
     write_file(&dir.join("manifest.json"), &m.to_json())
 }
 
-/// Writes the complete outputs from all records of a sweep.
-pub fn write_complete(
+/// Runs a whole sweep, streaming runs to disk and into the summaries, then writes the rest.
+pub fn run_complete(dir: &Path, p: &Prepared, threads: usize) -> Result<(), Failure> {
+    complete(dir, p, threads, |sink| {
+        run::execute_into(
+            &p.good,
+            &p.bad,
+            &p.configs,
+            &p.spec,
+            Shard::WHOLE,
+            threads,
+            sink,
+        )
+    })
+}
+
+/// Writes the complete outputs; `feed` must hand every run to the sink in index order.
+fn complete(
     dir: &Path,
     p: &Prepared,
-    mut records: Vec<Record>,
     threads: usize,
+    feed: impl FnOnce(&mut dyn FnMut(Record) -> Result<(), Failure>) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    records.sort_by_key(|r| r.key.index);
-    let summaries = aggregate::summarise(&records, p.configs.len());
+    let mut w = runs_file(dir, p)?;
+    let mut agg = aggregate::Aggregator::new(p.configs.len());
+    feed(&mut |r: Record| {
+        agg.add(&r);
+        w.write(&r).map_err(csv_err(dir))
+    })?;
+    w.finish().map_err(csv_err(dir))?;
+    let summaries = agg.finish();
     let front = aggregate::pareto(&summaries);
-    write(dir, "runs.csv", output::runs_csv(&p.configs, &records))?;
     write(
         dir,
         "summary.csv",
@@ -231,33 +262,49 @@ pub fn merge(dirs: &[std::path::PathBuf], out: &Path, threads: usize) -> Result<
         ))
         .into());
     }
-    let mut records = Vec::new();
-    for d in dirs {
-        records.extend(output::read_runs(&d.join("runs.csv"), first.replications)?);
-    }
-    records.sort_by_key(|r| r.key.index);
+    // A k-way merge of the shards' runs (each already in index order), streamed.
     let total = first.runs_total;
-    let mut expected = 0u64;
-    for r in &records {
-        if r.key.index != expected {
-            let what = if r.key.index < expected {
-                "appears twice"
-            } else {
-                "is missing"
-            };
+    let reps = first.replications;
+    let mut readers = Vec::new();
+    for d in dirs {
+        readers.push(output::RunsReader::open(&d.join("runs.csv"), reps)?.peekable());
+    }
+    complete(out, &p, threads, |sink| {
+        let mut expected = 0u64;
+        loop {
+            let mut next: Option<(u64, usize)> = None;
+            for (i, r) in readers.iter_mut().enumerate() {
+                match r.peek() {
+                    Some(Ok(x)) if next.is_none_or(|(best, _)| x.key.index < best) => {
+                        next = Some((x.key.index, i))
+                    }
+                    Some(Err(e)) => return Err(e.clone().into()),
+                    _ => {}
+                }
+            }
+            let Some((index, i)) = next else { break };
+            if index != expected {
+                let what = if index < expected {
+                    "appears twice"
+                } else {
+                    "is missing"
+                };
+                return Err(InputError::new(format!(
+                    "run {expected} {what}: the shards do not add up to one sweep"
+                ))
+                .into());
+            }
+            if let Some(Ok(r)) = readers[i].next() {
+                sink(r)?;
+            }
+            expected += 1;
+        }
+        if expected != total {
             return Err(InputError::new(format!(
-                "run {expected} {what}: the shards do not add up to one sweep"
+                "{expected} of {total} runs present: a shard is missing"
             ))
             .into());
         }
-        expected += 1;
-    }
-    if expected != total {
-        return Err(InputError::new(format!(
-            "{} of {total} runs present: a shard is missing",
-            expected
-        ))
-        .into());
-    }
-    write_complete(out, &p, records, threads)
+        Ok(())
+    })
 }

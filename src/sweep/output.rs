@@ -35,94 +35,146 @@ fn param_cells(c: &Config, cols: &[String]) -> Vec<String> {
         .collect()
 }
 
-pub fn runs_csv(configs: &[Config], records: &[Record]) -> Result<Vec<u8>, String> {
-    let cols = param_columns(configs);
-    let mut header: Vec<String> = vec![
-        "index".into(),
-        "config".into(),
-        "policy".into(),
-        "family".into(),
-    ];
-    header.extend(cols.iter().cloned());
-    header.extend(["replication", "seed", "release"].map(String::from));
-    header.extend(RUN_METRICS.iter().map(|m| m.to_string()));
-    let rows = records
-        .iter()
-        .map(|r| {
-            let c = &configs[r.key.config];
-            let mut row = vec![
-                r.key.index.to_string(),
-                c.id.to_string(),
-                c.name.clone(),
-                c.policy.family.name().to_string(),
-            ];
-            row.extend(param_cells(c, &cols));
-            row.push(r.key.rep.to_string());
-            row.push(r.seed.to_string());
-            row.push(if r.key.bad_release { "bad" } else { "good" }.to_string());
-            row.extend(r.values.iter().map(|v| num(*v)));
-            row
-        })
-        .collect();
-    csv_bytes(header, rows)
+/// Writes runs.csv one row at a time.
+pub struct RunsWriter<'a> {
+    w: csv::Writer<Box<dyn std::io::Write + 'a>>,
+    configs: &'a [Config],
+    cols: Vec<String>,
 }
 
-/// Reads runs.csv back (for merge and tune).
-pub fn read_runs(path: &std::path::Path, reps: u32) -> Result<Vec<Record>, InputError> {
-    let name = path.display().to_string();
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| InputError::new(format!("cannot read runs: {e}")).in_file(&name))?;
-    let header = r
-        .headers()
-        .map_err(|e| InputError::new(e.to_string()).in_file(&name))?
-        .clone();
-    let col = |h: &str| {
-        header
+impl<'a> RunsWriter<'a> {
+    pub fn new(
+        out: Box<dyn std::io::Write + 'a>,
+        configs: &'a [Config],
+    ) -> Result<RunsWriter<'a>, String> {
+        let cols = param_columns(configs);
+        let mut header: Vec<String> = vec![
+            "index".into(),
+            "config".into(),
+            "policy".into(),
+            "family".into(),
+        ];
+        header.extend(cols.iter().cloned());
+        header.extend(["replication", "seed", "release"].map(String::from));
+        header.extend(RUN_METRICS.iter().map(|m| m.to_string()));
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(&header).map_err(|e| e.to_string())?;
+        Ok(RunsWriter { w, configs, cols })
+    }
+
+    pub fn write(&mut self, r: &Record) -> Result<(), String> {
+        let c = &self.configs[r.key.config];
+        let mut row = vec![
+            r.key.index.to_string(),
+            c.id.to_string(),
+            c.name.clone(),
+            c.policy.family.name().to_string(),
+        ];
+        row.extend(param_cells(c, &self.cols));
+        row.push(r.key.rep.to_string());
+        row.push(r.seed.to_string());
+        row.push(if r.key.bad_release { "bad" } else { "good" }.to_string());
+        row.extend(r.values.iter().map(|v| num(*v)));
+        self.w.write_record(&row).map_err(|e| e.to_string())
+    }
+
+    pub fn finish(mut self) -> Result<(), String> {
+        self.w.flush().map_err(|e| e.to_string())
+    }
+}
+
+/// Streams runs.csv back in file order, one record at a time (for merge and tune).
+pub struct RunsReader {
+    name: String,
+    rows: csv::StringRecordsIntoIter<std::fs::File>,
+    index: usize,
+    seed: usize,
+    metrics: Vec<usize>,
+    reps: u32,
+    line: usize,
+}
+
+impl RunsReader {
+    pub fn open(path: &std::path::Path, reps: u32) -> Result<RunsReader, InputError> {
+        let name = path.display().to_string();
+        let mut r = csv::Reader::from_path(path)
+            .map_err(|e| InputError::new(format!("cannot read runs: {e}")).in_file(&name))?;
+        let header = r
+            .headers()
+            .map_err(|e| InputError::new(e.to_string()).in_file(&name))?
+            .clone();
+        let col = |h: &str| {
+            header
+                .iter()
+                .position(|x| x == h)
+                .ok_or_else(|| InputError::new(format!("missing column `{h}`")).in_file(&name))
+        };
+        let (index, seed) = (col("index")?, col("seed")?);
+        let metrics: Vec<usize> = RUN_METRICS
             .iter()
-            .position(|x| x == h)
-            .ok_or_else(|| InputError::new(format!("missing column `{h}`")).in_file(&name))
-    };
-    let (i_index, i_seed) = (col("index")?, col("seed")?);
-    let metric_cols: Vec<usize> = RUN_METRICS
-        .iter()
-        .map(|m| col(m))
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::new();
-    for (line, rec) in r.records().enumerate() {
+            .map(|m| col(m))
+            .collect::<Result<_, _>>()?;
+        Ok(RunsReader {
+            name,
+            rows: r.into_records(),
+            index,
+            seed,
+            metrics,
+            reps,
+            line: 1,
+        })
+    }
+}
+
+impl Iterator for RunsReader {
+    type Item = Result<Record, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rec = self.rows.next()?;
+        self.line += 1;
         let bad = |what: &str| {
-            let mut e = InputError::new(format!("row {}: bad {what}", line + 1)).in_file(&name);
-            e.line = Some(line + 2);
+            let mut e =
+                InputError::new(format!("row {}: bad {what}", self.line - 1)).in_file(&self.name);
+            e.line = Some(self.line);
             e
         };
-        let rec = rec.map_err(|_| bad("CSV record"))?;
-        let index: u64 = rec
-            .get(i_index)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("index"))?;
-        let seed: u64 = rec
-            .get(i_seed)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("seed"))?;
-        let values = metric_cols
-            .iter()
-            .map(|&i| {
-                rec.get(i).and_then(|v| {
-                    if v.is_empty() {
-                        Some(f64::NAN)
-                    } else {
-                        v.parse().ok()
-                    }
+        let parse = || -> Result<Record, InputError> {
+            let rec = rec.map_err(|_| bad("CSV record"))?;
+            let index: u64 = rec
+                .get(self.index)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad("index"))?;
+            let seed: u64 = rec
+                .get(self.seed)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad("seed"))?;
+            let values = self
+                .metrics
+                .iter()
+                .map(|&i| {
+                    rec.get(i).and_then(|v| {
+                        if v.is_empty() {
+                            Some(f64::NAN)
+                        } else {
+                            v.parse().ok()
+                        }
+                    })
                 })
+                .collect::<Option<Vec<f64>>>()
+                .ok_or_else(|| bad("number"))?;
+            Ok(Record {
+                key: key(index, self.reps),
+                seed,
+                values,
             })
-            .collect::<Option<Vec<f64>>>()
-            .ok_or_else(|| bad("number"))?;
-        out.push(Record {
-            key: key(index, reps),
-            seed,
-            values,
-        });
+        };
+        Some(parse())
     }
-    Ok(out)
+}
+
+/// Reads all of runs.csv (for small sweeps and tests).
+pub fn read_runs(path: &std::path::Path, reps: u32) -> Result<Vec<Record>, InputError> {
+    RunsReader::open(path, reps)?.collect()
 }
 
 pub fn summary_csv(configs: &[Config], summaries: &[ConfigSummary]) -> Result<Vec<u8>, String> {

@@ -109,6 +109,10 @@ pub struct Band {
 
 pub const BAND_STEP_S: f64 = 60.0;
 
+/// Replications behind a CPU band: enough for a 5–95% band, and a fixed cap keeps a sweep's
+/// memory flat however many replications it runs.
+pub const BAND_REPLICATIONS: u32 = 30;
+
 pub fn band(timelines: &[Timeline]) -> Band {
     let end = timelines
         .iter()
@@ -154,7 +158,7 @@ pub fn timelines(
     let opts = Options {
         timeline_every: Some(Time::from_secs(BAND_STEP_S)),
     };
-    (0..reps)
+    (0..reps.min(BAND_REPLICATIONS))
         .into_par_iter()
         .filter_map(|r| simulate::run(s, name, policy, seed_for(spec.base_seed, r), &opts).timeline)
         .collect()

@@ -99,7 +99,67 @@ pub fn metric_index(name: &str) -> Option<usize> {
     RUN_METRICS.iter().position(|m| *m == name)
 }
 
-/// Runs every owned index; `good` and `bad` are the scenario with a good and a bad release.
+/// Runs per parallel chunk: bounds memory, while keeping both cores busy.
+const CHUNK: u64 = 4096;
+
+/// Runs every owned index in parallel chunks and hands the records to `sink` in index
+/// order, so memory stays flat however many runs there are. `good` and `bad` are the
+/// scenario with a good and a bad release.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_into<E>(
+    good: &Scenario,
+    bad: &Scenario,
+    configs: &[Config],
+    spec: &Spec,
+    shard: Shard,
+    threads: usize,
+    mut sink: impl FnMut(Record) -> Result<(), E>,
+) -> Result<(), E> {
+    let total = total_runs(configs.len(), spec.replications);
+    let owned = (0..total).filter(|i| shard.owns(*i)).count() as u64;
+    let bar = progress::bar(owned, "runs");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .ok();
+    let mut start = 0;
+    while start < total {
+        let end = (start + CHUNK * shard.count).min(total);
+        let indexes: Vec<u64> = (start..end).filter(|i| shard.owns(*i)).collect();
+        let work = || {
+            indexes
+                .par_iter()
+                .map(|&index| {
+                    let k = key(index, spec.replications);
+                    let c = &configs[k.config];
+                    let seed = seed_for(spec.base_seed, k.rep);
+                    let scenario = if k.bad_release { bad } else { good };
+                    let summary =
+                        simulate::run(scenario, &c.name, &c.policy, seed, &Options::default())
+                            .summary;
+                    bar.inc(1);
+                    Record {
+                        key: k,
+                        seed,
+                        values: values(&summary),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let chunk = match &pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        };
+        for r in chunk {
+            sink(r)?;
+        }
+        start = end;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// All owned records in index order (for small sweeps and benchmarks).
 pub fn execute(
     good: &Scenario,
     bad: &Scenario,
@@ -108,32 +168,10 @@ pub fn execute(
     shard: Shard,
     threads: usize,
 ) -> Vec<Record> {
-    let total = total_runs(configs.len(), spec.replications);
-    let owned: Vec<u64> = (0..total).filter(|i| shard.owns(*i)).collect();
-    let bar = progress::bar(owned.len() as u64, "runs");
-    let work = || {
-        owned
-            .par_iter()
-            .map(|&index| {
-                let k = key(index, spec.replications);
-                let c = &configs[k.config];
-                let seed = seed_for(spec.base_seed, k.rep);
-                let scenario = if k.bad_release { bad } else { good };
-                let summary =
-                    simulate::run(scenario, &c.name, &c.policy, seed, &Options::default()).summary;
-                bar.inc(1);
-                Record {
-                    key: k,
-                    seed,
-                    values: values(&summary),
-                }
-            })
-            .collect::<Vec<_>>()
-    };
-    let out = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(work),
-        Err(_) => work(),
-    };
-    bar.finish_and_clear();
+    let mut out = Vec::new();
+    let _ = execute_into::<()>(good, bad, configs, spec, shard, threads, |r| {
+        out.push(r);
+        Ok(())
+    });
     out
 }

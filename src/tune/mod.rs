@@ -13,10 +13,10 @@ use crate::error::Failure;
 use crate::scenario::{validate, InputError};
 use crate::simulate::{self, Options};
 use crate::stats::mean_ci95;
-use crate::sweep::aggregate::{summarise, ConfigSummary, SUMMARY_METRICS};
+use crate::sweep::aggregate::{ConfigSummary, SUMMARY_METRICS};
 use crate::sweep::config::{Config, REFERENCES};
 use crate::sweep::grid::Point;
-use crate::sweep::output::{read_runs, Manifest};
+use crate::sweep::output::{Manifest, RunsReader};
 use crate::sweep::representatives::Constraints;
 use crate::sweep::run::{metric_index, seed_for, values};
 use crate::sweep::{prepare, Prepared};
@@ -165,17 +165,31 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
         ))
         .into());
     }
-    let records = read_runs(&dir.join("runs.csv"), m.replications)?;
-    if records.len() as u64 != m.runs_total {
-        return Err(InputError::new(format!(
-            "runs.csv has {} of {} runs",
-            records.len(),
-            m.runs_total
-        ))
-        .in_file(&dir.join("runs.csv").display().to_string())
-        .into());
+    // Pass 1 over runs.csv: the summaries, streamed (memory flat in the number of runs).
+    let runs_path = dir.join("runs.csv");
+    let mut agg = crate::sweep::aggregate::Aggregator::new(p.configs.len());
+    let mut count = 0u64;
+    for r in RunsReader::open(&runs_path, m.replications)? {
+        let r = r?;
+        if r.key.config >= p.configs.len() {
+            return Err(InputError::new(format!(
+                "runs.csv names configuration {}, which the sweep does not have",
+                r.key.config
+            ))
+            .in_file(&runs_path.display().to_string())
+            .into());
+        }
+        agg.add(&r);
+        count += 1;
     }
-    let summaries = summarise(&records, p.configs.len());
+    if count != m.runs_total {
+        return Err(
+            InputError::new(format!("runs.csv has {count} of {} runs", m.runs_total))
+                .in_file(&runs_path.display().to_string())
+                .into(),
+        );
+    }
+    let summaries = agg.finish();
     let c = &o.constraints;
     let mean_ok = |s: &ConfigSummary| {
         s.get("success_rate").mean >= c.min_success
@@ -213,11 +227,14 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
     };
     for s in &leaders {
         let cfg = p.configs[s.config].clone();
-        let mut runs: Vec<(bool, Vec<f64>)> = records
-            .iter()
-            .filter(|r| r.key.config == s.config)
-            .map(|r| (r.key.bad_release, r.values.clone()))
-            .collect();
+        // Pass 2: only this candidate's runs.
+        let mut runs: Vec<(bool, Vec<f64>)> = Vec::new();
+        for r in RunsReader::open(&runs_path, m.replications)? {
+            let r = r?;
+            if r.key.config == s.config {
+                runs.push((r.key.bad_release, r.values));
+            }
+        }
         let extra = run(&cfg, reps);
         refinement_runs += extra.len() as u64;
         runs.extend(extra);
