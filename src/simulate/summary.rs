@@ -42,18 +42,6 @@ pub struct Summary {
     pub unfinished: Option<std::collections::BTreeMap<String, u32>>,
 }
 
-/// The numeric metrics that sweeps summarise, in output order.
-pub const METRICS: [&str; 8] = [
-    "success_rate",
-    "peak_mgmt_cpu_pct",
-    "disconnect_rate",
-    "manual_interventions",
-    "makespan_s",
-    "blast_radius",
-    "succeeded",
-    "events",
-];
-
 impl Summary {
     pub fn collect(
         policy: &str,
@@ -137,7 +125,7 @@ impl Summary {
         }
     }
 
-    /// A metric by name (see `METRICS`).
+    /// A numeric field by name (see `sweep::run::RUN_METRICS`).
     pub fn metric(&self, name: &str) -> Option<f64> {
         Some(match name {
             "success_rate" => self.success_rate,
