@@ -120,36 +120,8 @@ fn inventory(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn rollout(plan: &Path, inv: &Path, endpoint: &str, journal: &Path, execute: bool) -> Command {
-    let mut c = bin();
-    with_creds(&mut c)
-        .args([
-            "rollout",
-            "--plan",
-            plan.to_str().unwrap(),
-            "--inventory",
-            inv.to_str().unwrap(),
-            "--backend",
-            "aws-iot-jobs",
-        ])
-        .args([
-            "--endpoint",
-            endpoint,
-            "--firmware-version",
-            "4.2.0",
-            "--firmware-uri",
-            "https://fw.example/4.2.0.bin",
-        ])
-        .args([
-            "--time-scale",
-            "600",
-            "--poll-s",
-            "20",
-            "--journal",
-            journal.to_str().unwrap(),
-        ]);
-    if execute {
-        c.arg("--execute");
-    }
+    let mut c = rollout_command("aws-iot-jobs", plan, inv, endpoint, journal, execute);
+    with_creds(&mut c);
     c
 }
 

@@ -85,37 +85,8 @@ fn inventory(dir: &Path, n: usize) -> std::path::PathBuf {
 }
 
 fn rollout(plan: &Path, inv: &Path, endpoint: &str, journal: &Path, execute: bool) -> Command {
-    let mut c = bin();
-    c.args([
-        "rollout",
-        "--plan",
-        plan.to_str().unwrap(),
-        "--inventory",
-        inv.to_str().unwrap(),
-        "--backend",
-        "watson-iot",
-    ])
-    .args([
-        "--endpoint",
-        endpoint,
-        "--firmware-version",
-        "4.2.0",
-        "--firmware-uri",
-        "https://fw.example/4.2.0.bin",
-    ])
-    .args([
-        "--time-scale",
-        "600",
-        "--poll-s",
-        "20",
-        "--journal",
-        journal.to_str().unwrap(),
-    ])
-    .env("WIOTP_API_KEY", KEY)
-    .env("WIOTP_API_TOKEN", TOKEN);
-    if execute {
-        c.arg("--execute");
-    }
+    let mut c = rollout_command("watson-iot", plan, inv, endpoint, journal, execute);
+    c.env("WIOTP_API_KEY", KEY).env("WIOTP_API_TOKEN", TOKEN);
     c
 }
 

@@ -290,6 +290,13 @@ impl World {
     }
 
     fn start_flow(&mut self, now: Time, g: u32) {
+        self.open_flow(now, g);
+        self.reshare(now);
+    }
+
+    /// Puts a gateway's next chunk on the network without resharing (callers that start many
+    /// flows at once reshare once). Its cap: last mile, TCP window over the path's RTT, rate limit.
+    fn open_flow(&mut self, now: Time, g: u32) {
         let net = &self.scenario.network;
         let gw = &self.gws[g as usize];
         let regions = self.caches.len() as u16;
@@ -306,11 +313,9 @@ impl World {
         if net.rate_limit_mbps > 0.0 {
             cap = cap.min(net.rate_limit_mbps * 1e6);
         }
-        let left = self.image_bits - gw.bits_done;
-        let bits = left.min(self.chunk_bits);
+        let bits = (self.image_bits - gw.bits_done).min(self.chunk_bits);
         self.set_activity(g, Activity::Downloading);
         self.net.start(now, g, links, cap, bits);
-        self.reshare(now);
     }
 
     fn on_cache_filled(&mut self, now: Time, region: u16) {
@@ -323,29 +328,10 @@ impl World {
         let waiters = std::mem::take(&mut self.cache_waiters[region as usize]);
         for g in waiters {
             if self.gws[g as usize].activity == Activity::WaitingCache {
-                self.start_flow_deferred(now, g);
+                self.open_flow(now, g);
             }
         }
         self.reshare(now);
-    }
-
-    /// Like `start_flow` but without resharing per gateway (the caller reshares once).
-    fn start_flow_deferred(&mut self, now: Time, g: u32) {
-        let net = &self.scenario.network;
-        let gw = &self.gws[g as usize];
-        let regions = self.caches.len() as u16;
-        let region = gw.profile.region;
-        let mut cap = gw.profile.last_mile_bps.min(Profile::window_cap_bps(
-            net.tcp_window_kb,
-            gw.profile.cache_rtt_ms,
-        ));
-        if net.rate_limit_mbps > 0.0 {
-            cap = cap.min(net.rate_limit_mbps * 1e6);
-        }
-        let bits = (self.image_bits - gw.bits_done).min(self.chunk_bits);
-        self.set_activity(g, Activity::Downloading);
-        self.net
-            .start(now, g, [1 + regions + region, NO_LINK], cap, bits);
     }
 
     fn on_chunk(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {

@@ -72,3 +72,44 @@ pub fn tuned_plan(dir: &Path) -> PathBuf {
     assert!(o.status.success(), "{}", stderr(&o));
     plan
 }
+
+/// `stagger rollout` for rehearsals: the plan at 600× speed, a 20 s poll and a journal.
+pub fn rollout_command(
+    backend: &str,
+    plan: &Path,
+    inv: &Path,
+    endpoint: &str,
+    journal: &Path,
+    execute: bool,
+) -> Command {
+    let mut c = bin();
+    c.args([
+        "rollout",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--backend",
+        backend,
+    ])
+    .args([
+        "--endpoint",
+        endpoint,
+        "--firmware-version",
+        "4.2.0",
+        "--firmware-uri",
+        "https://fw.example/4.2.0.bin",
+    ])
+    .args([
+        "--time-scale",
+        "600",
+        "--poll-s",
+        "20",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    if execute {
+        c.arg("--execute");
+    }
+    c
+}
