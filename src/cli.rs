@@ -81,6 +81,10 @@ pub struct RolloutArgs {
     /// Polling interval for backend progress, in plan seconds
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub poll_s: f64,
+    /// Go on after a safety halt recorded in the journal; names the halt's kind
+    /// (rollback or defect), and is journaled so that later re-runs go on too
+    #[arg(long, value_name = "KIND")]
+    pub override_halt: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +121,9 @@ pub struct EmulateAwsArgs {
     /// Things whose updates always fail (comma-separated)
     #[arg(long, value_delimiter = ',')]
     pub fail: Vec<String>,
+    /// Override a scenario key by its dotted path (as for simulate)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -138,9 +145,17 @@ pub struct EmulateWatsonArgs {
     /// Devices whose updates always fail (comma-separated device ids)
     #[arg(long, value_delimiter = ',')]
     pub fail: Vec<String>,
-    /// Fault injection per request, e.g. 429=0.1,500=0.05,503=0.05,reset=0.05,garbage=0.05,slow=0.05
+    /// Fault injection per request, e.g. 429=0.1,500=0.05,503=0.05,reset=0.05,garbage=0.05,slow=0.05.
+    /// post500 and postslow strike POSTs only, after the platform acted: a 500, or an
+    /// answer later than the client's timeout
     #[arg(long, default_value = "")]
     pub faults: String,
+    /// Results per page of every list (lists follow `_bookmark`)
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub page_size: usize,
+    /// Override a scenario key by its dotted path (as for simulate)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
     /// Seed for durations, outcomes and injected faults
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -14,8 +14,11 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             }
             let faults = watson::parse_faults(&a.faults)
                 .map_err(|m| InputError::new(format!("--faults: {m}")))?;
-            let scenario = scenario::load(&a.scenario.display().to_string(), &[])?;
+            let scenario = scenario::load(&a.scenario.display().to_string(), &a.sets)?;
             let inventory = Inventory::load(&a.inventory.display().to_string(), true)?;
+            if a.page_size == 0 {
+                return Err(Failure::input("--page-size must be at least 1"));
+            }
             let key = std::env::var("WIOTP_API_KEY").map_err(|_| {
                 Failure::input(
                     "set WIOTP_API_KEY and WIOTP_API_TOKEN: the emulator accepts those credentials",
@@ -29,6 +32,7 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
                 speed: a.speed,
                 fail: a.fail.clone(),
                 faults,
+                page_size: a.page_size,
                 seed: a.seed,
                 auth: watson::expected_auth(&key, &token),
             };
@@ -47,8 +51,8 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             }
             let mut fleet = crate::emulate::aws::Fleet {
                 client: crate::live::aws::Signed::from_env(&a.endpoint, a.speed)
-                    .map_err(|e| Failure::input(e.0))?,
-                scenario: scenario::load(&a.scenario.display().to_string(), &[])?,
+                    .map_err(Failure::input)?,
+                scenario: scenario::load(&a.scenario.display().to_string(), &a.sets)?,
                 inventory: Inventory::load(&a.inventory.display().to_string(), false)?,
                 speed: a.speed,
                 fail: a.fail.clone(),

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use crate::cli::{BackendKind, RolloutArgs};
 use crate::engine::{Engine, Policy, Release};
 use crate::error::Failure;
+use crate::live::clock::{Clock, WallClock};
 use crate::live::executor::{Live, Options};
+use crate::live::http::Http;
 use crate::live::inventory::Inventory;
-use crate::live::journal::{self, Header, Journal};
+use crate::live::journal::{self, Header, Journal, JournalError};
 use crate::scenario::{self, InputError};
 use crate::simulate::{self, Options as SimOptions};
 use crate::stats::mean_ci95;
@@ -185,16 +187,77 @@ fn dry_run(
 }
 
 fn check_plan_scenario(plan: &PlanFile) -> Result<(), Failure> {
-    if let Ok(s) = scenario::load(&plan.scenario.path, &plan.scenario.sets) {
-        if s.fingerprint != plan.scenario.fingerprint {
-            return Err(InputError::new(format!(
-                "the plan was tuned on another version of scenario {} (fingerprint {}, now {}); sweep and tune again",
-                plan.scenario.path, plan.scenario.fingerprint, s.fingerprint
-            ))
-            .into());
-        }
+    let s = scenario::load(&plan.scenario.path, &plan.scenario.sets).map_err(|e| {
+        InputError::new(format!(
+            "the plan's scenario cannot be loaded (paths in a plan are relative to the plan file): {e}"
+        ))
+    })?;
+    if s.fingerprint != plan.scenario.fingerprint {
+        return Err(InputError::new(format!(
+            "the plan was tuned on another version of scenario {} (fingerprint {}, now {}); sweep and tune again",
+            plan.scenario.path, plan.scenario.fingerprint, s.fingerprint
+        ))
+        .into());
     }
     Ok(())
+}
+
+/// What identifies this rollout; a resumed journal must carry the same.
+fn header(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Inventory) -> Header {
+    let mut inventory = Vec::new();
+    for d in &inv.devices {
+        inventory.extend_from_slice(
+            format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1e}",
+                d.id,
+                d.type_id.as_deref().unwrap_or(""),
+                d.region,
+                d.hw
+            )
+            .as_bytes(),
+        );
+    }
+    Header {
+        journal: "stagger".into(),
+        version: journal::VERSION,
+        plan: plan.name.clone(),
+        plan_digest: journal::digest(&[format!("{policy:?}").as_bytes()]),
+        inventory_digest: journal::digest(&[&inventory]),
+        devices: inv.devices.len(),
+        backend: backend_name(args.backend).into(),
+        endpoint: args.endpoint.clone(),
+        firmware_version: args.firmware_version.clone(),
+        firmware_digest: journal::digest(&[
+            args.firmware_version.as_bytes(),
+            args.firmware_uri.as_bytes(),
+        ]),
+        seed: 1,
+        started_unix_ms: WallClock.unix_ms(),
+        time_scale: args.time_scale,
+    }
+}
+
+fn backend_name(b: BackendKind) -> &'static str {
+    match b {
+        BackendKind::WatsonIot => "watson-iot",
+        BackendKind::AwsIotJobs => "aws-iot-jobs",
+    }
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), Failure> {
+    let ok = (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        && endpoint
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .is_some_and(|host| !host.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::input(format!(
+            "--endpoint `{endpoint}` is not an http:// or https:// URL with a host"
+        )))
+    }
 }
 
 pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
@@ -206,6 +269,14 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     }
     if !(args.poll_s.is_finite() && args.poll_s > 0.0) {
         return Err(Failure::input("--poll-s must be positive"));
+    }
+    check_endpoint(&args.endpoint)?;
+    if let Some(k) = &args.override_halt {
+        if k != "rollback" && k != "defect" {
+            return Err(Failure::input(format!(
+                "--override-halt takes the halt's kind: rollback or defect (got `{k}`)"
+            )));
+        }
     }
     let plan_path = args.plan.display().to_string();
     let (plan, policy) = PlanFile::load(&plan_path)?;
@@ -228,7 +299,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
                 &args.firmware_uri,
                 args.time_scale,
             )
-            .map_err(|e| Failure::Input(InputError::new(e.0)))?,
+            .map_err(Failure::input)?,
         ),
         BackendKind::AwsIotJobs => Box::new(
             crate::live::aws::AwsJobs::from_env(
@@ -238,24 +309,19 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
                 args.time_scale,
                 &policy,
             )
-            .map_err(|e| Failure::Input(InputError::new(e.0)))?,
+            .map_err(Failure::input)?,
         ),
     };
     let journal_path = args
         .journal
         .clone()
         .unwrap_or_else(|| format!("rollout-{}.journal.jsonl", args.firmware_version).into());
-    let header = Header {
-        journal: "stagger".into(),
-        version: journal::VERSION,
-        plan: plan.name.clone(),
-        backend: format!("{:?}", args.backend),
-        endpoint: args.endpoint.clone(),
-        firmware_version: args.firmware_version.clone(),
-        firmware_uri: args.firmware_uri.clone(),
-        devices: inv.devices.len(),
-    };
-    let (journal, records) = Journal::open(&journal_path, &header)?;
+    let (journal, header, records) =
+        Journal::open(&journal_path, &header(args, &plan, &policy, &inv)).map_err(|e| match e {
+            JournalError::Input(i) => Failure::Input(i),
+            other => Failure::Runtime(other.to_string()),
+        })?;
+    eprintln!("rollout: journal {}", journal_path.display());
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -265,18 +331,57 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     let opts = Options {
         time_scale: args.time_scale,
         poll: Time::from_secs(args.poll_s),
-        seed: 1,
+        // Twice the client's timeout: a slow but accepted request has landed by then.
+        settle_ms: (2.0 * Http::new(args.time_scale).timeout_s * 1000.0) as u64,
+        log: true,
     };
-    let mut live = Live::new(policy, &inv, backend.as_mut(), journal, &opts);
-    let resumed = live.reconcile(&records)?;
-    if resumed > 0 {
+    let clock = WallClock;
+    let mut live = Live::new(
+        policy,
+        &inv,
+        backend.as_mut(),
+        journal,
+        &header,
+        &clock,
+        opts,
+    );
+    let replayed = live.replay(&records)?;
+    if replayed.records > 0 {
         eprintln!(
-            "rollout: resumed from {}: {resumed} gateways already known",
-            journal_path.display()
+            "rollout: resumed from {}: replayed {} records, {} commands",
+            journal_path.display(),
+            replayed.records,
+            replayed.commands
         );
     }
+    if let Some((kind, reason)) = &replayed.halted {
+        match &args.override_halt {
+            Some(k) if k == kind => {
+                eprintln!("rollout: overriding the halt ({reason}) as asked; the override is journaled");
+                live.override_halt(k)?;
+            }
+            Some(k) => {
+                return Err(Failure::input(format!(
+                    "--override-halt {k} does not name this rollout's halt, which is `{kind}`: {reason}"
+                )))
+            }
+            None => {
+                let in_flight = live.in_flight();
+                eprintln!(
+                    "rollout: this rollout halted earlier: {reason}. Nothing new will be issued; {} still in flight{}{}. To go on, re-run with --override-halt {kind}, or start a new journal.",
+                    in_flight.len(),
+                    if in_flight.is_empty() { "" } else { ": " },
+                    in_flight.join(", ")
+                );
+            }
+        }
+    } else if args.override_halt.is_some() {
+        return Err(Failure::input(
+            "--override-halt: this rollout has no halt to override",
+        ));
+    }
     let bar = crate::progress::bar(inv.devices.len() as u64, "gateways final");
-    let report = live.run(&opts, &stop, &bar)?;
+    let report = live.run(&stop, &bar)?;
     bar.finish_and_clear();
     println!(
         "succeeded: {} of {}",
@@ -285,6 +390,13 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     );
     for (id, attempts, why) in &report.failed {
         println!("failed: {id} after {attempts} attempt(s): {why}");
+    }
+    if !report.not_started.is_empty() {
+        println!(
+            "not started: {} gateways ({})",
+            report.not_started.len(),
+            report.not_started.join(", ")
+        );
     }
     if !report.rollback_needed.is_empty() {
         println!(
@@ -296,7 +408,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         "stagger rollout --plan {} --inventory {} --backend {} --endpoint {} --firmware-version {} --firmware-uri {} --execute --journal {}{}",
         args.plan.display(),
         args.inventory.display(),
-        if args.backend == BackendKind::WatsonIot { "watson-iot" } else { "aws-iot-jobs" },
+        backend_name(args.backend),
         args.endpoint,
         args.firmware_version,
         args.firmware_uri,
@@ -310,7 +422,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     }
     if let Some(reason) = report.halted {
         return Err(Failure::Halted(format!(
-            "{reason}; in-flight operations were cancelled"
+            "{reason}; nothing new was issued and every in-flight operation was observed to its end"
         )));
     }
     Ok(())

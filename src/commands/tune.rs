@@ -33,7 +33,11 @@ pub fn run(args: &TuneArgs) -> Result<(), Failure> {
         threads: super::threads(args.threads)?,
     };
     let t = tune::tune(&args.sweep_dir, &options)?;
-    let toml = t.plan.to_toml().map_err(Failure::Runtime)?;
+    let toml = t
+        .plan
+        .for_writing_at(&args.plan)
+        .to_toml()
+        .map_err(Failure::Runtime)?;
     super::write_file(&args.plan, toml.as_bytes())?;
     // The plan's timelines, so that `plot` can draw it without re-simulating.
     let p = crate::sweep::prepare(&t.plan.scenario.path, &t.plan.scenario.sets, None, None)?;

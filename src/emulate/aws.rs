@@ -10,7 +10,7 @@ use rand_pcg::Pcg64;
 use serde_json::{json, Value};
 
 use crate::live::aws::Signed;
-use crate::live::http::Outcome;
+use crate::live::http::CallError;
 use crate::live::inventory::Inventory;
 use crate::scenario::Scenario;
 use crate::world::gateway::Profile;
@@ -34,15 +34,14 @@ impl Fleet {
     /// Registers every thing (idempotent).
     pub fn create_things(&mut self) -> Result<(), String> {
         for d in &self.inventory.devices {
-            match self.client.once(
+            match self.client.call(
                 "POST",
                 &format!("/things/{}", d.id),
                 Some(&json!({})),
                 "iot",
             ) {
-                Outcome::Ok(_) => {}
-                Outcome::Fatal(m) if m.contains("409") => {}
-                Outcome::Fatal(m) | Outcome::Retry(m) | Outcome::Ambiguous(m) => return Err(m),
+                Ok(_) | Err(CallError::Conflict(_)) => {}
+                Err(e) => return Err(e.to_string()),
             }
         }
         Ok(())
@@ -83,7 +82,7 @@ impl Fleet {
                     continue;
                 }
                 let body = json!({ "statusDetails": { "agent": "stagger-emulator" } });
-                if let Outcome::Ok(v) = self.client.once(
+                if let Ok(v) = self.client.once(
                     "PUT",
                     &format!("/things/{thing}/jobs/$next"),
                     Some(&body),

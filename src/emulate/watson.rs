@@ -1,16 +1,23 @@
-//! A Watson IoT v0002 device-management platform on 127.0.0.1. Each device's download time
-//! comes from its simulated profile (window/RTT and last-mile caps), its install time from
-//! `install.seconds`, and its failures from the scenario's fault rates; `--fail` devices
-//! always fail their update. Faults can be injected per request to test clients.
+//! A Watson IoT Platform v0002 device-management double on 127.0.0.1, following IBM's
+//! documented API rather than our client: `POST /api/v0002/mgmt/requests` (202 `{reqId}`),
+//! `GET` lists paged by `_bookmark`, `GET …/{id}`, `GET …/{id}/deviceStatus` (paged),
+//! and `DELETE …/{id}`, which only clears a request's status record. There is no cancel.
+//! A `firmware/update` request targets one device type and at most 5,000 devices. A device
+//! refuses a download unless idle, and an update unless its download has finished.
+//!
+//! Device times come from the simulator's world model (window/RTT and last-mile caps,
+//! `install.seconds`), failures from the scenario's fault rates and `--fail`. Faults can be
+//! injected per request. `/_emulator/stats` reports what the platform saw.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Response, Server};
+use tiny_http::{Header, Method, Request as HttpRequest, Response, Server};
 
 use crate::live::inventory::Inventory;
 use crate::scenario::Scenario;
@@ -22,37 +29,64 @@ pub struct Config {
     pub speed: f64,
     pub fail: Vec<String>,
     pub faults: Vec<(String, f64)>,
+    pub page_size: usize,
     pub seed: u64,
     pub auth: String,
 }
+
+const FAULTS: [&str; 8] = [
+    "429", "500", "503", "reset", "garbage", "slow", "post500", "postslow",
+];
+/// Longer than a rehearsal client's timeout.
+const SLOW: Duration = Duration::from_millis(1500);
+
+/// Device status codes in `deviceStatus`: 0 success, 1 in progress, others failures.
+const OK: i64 = 0;
+const IN_PROGRESS: i64 = 1;
+const FAILED: i64 = 2;
+const REFUSED_BUSY: i64 = 3;
+const REFUSED_NOT_DOWNLOADED: i64 = 4;
 
 struct DeviceOp {
     type_id: String,
     device: String,
     finish: Instant,
-    ok: bool,
-    cancelled: bool,
+    status: i64,
 }
 
-struct Request {
+struct MgmtRequest {
     id: String,
     action: String,
     parameters: Value,
     ops: Vec<DeviceOp>,
 }
 
+#[derive(Default)]
+struct Device {
+    busy_until: Option<Instant>,
+    /// When this device's download of the firmware finished (successfully).
+    downloaded_at: Option<Instant>,
+    updated_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Seen {
+    posts: u32,
+    download_requests: BTreeMap<String, u32>,
+    update_requests: BTreeMap<String, u32>,
+    update_failures: BTreeMap<String, u32>,
+    after_success: BTreeMap<String, u32>,
+    overlapping: BTreeMap<String, u32>,
+    injected: BTreeMap<String, u32>,
+    max_in_flight: usize,
+}
+
 struct State {
     cfg: Config,
-    requests: Vec<Request>,
+    requests: Vec<MgmtRequest>,
+    devices: BTreeMap<String, Device>,
     rng: Pcg64,
-    update_requests: BTreeMap<String, u32>,
-    succeeded_at: BTreeMap<String, Instant>,
-    after_success: BTreeMap<String, u32>,
-    injected: BTreeMap<String, u32>,
-    cancels: u32,
-    /// Update requests that arrived while another for the same device was still running.
-    overlapping: BTreeMap<String, u32>,
-    update_failures: BTreeMap<String, u32>,
+    seen: Seen,
 }
 
 /// Parses `429=0.1,reset=0.05`.
@@ -64,10 +98,8 @@ pub fn parse_faults(s: &str) -> Result<Vec<(String, f64)>, String> {
                 .split_once('=')
                 .ok_or_else(|| format!("fault `{p}`: expected KIND=PROBABILITY"))?;
             let k = k.trim().to_string();
-            if !["429", "500", "503", "reset", "garbage", "slow"].contains(&k.as_str()) {
-                return Err(format!(
-                    "unknown fault `{k}` (429, 500, 503, reset, garbage, slow)"
-                ));
+            if !FAULTS.contains(&k.as_str()) {
+                return Err(format!("unknown fault `{k}` ({})", FAULTS.join(", ")));
             }
             let v: f64 = v
                 .trim()
@@ -82,7 +114,7 @@ pub fn parse_faults(s: &str) -> Result<Vec<(String, f64)>, String> {
 }
 
 impl State {
-    fn duration(&mut self, device: &str, action: &str) -> (Duration, bool) {
+    fn seconds(&mut self, device: &str, action: &str) -> (f64, bool) {
         let s = &self.cfg.scenario;
         let index = self
             .cfg
@@ -92,26 +124,26 @@ impl State {
             .position(|d| d.id == device)
             .unwrap_or(0) as u32;
         let p = Profile::draw(s, self.cfg.seed, index);
-        let secs = if action == "firmware/download" {
+        let f = &s.failures;
+        if action == "firmware/download" {
             let rate = p.last_mile_bps.min(Profile::window_cap_bps(
                 s.network.tcp_window_kb,
                 p.origin_rtt_ms,
             ));
-            s.firmware.size_mb * 8e6 / rate.max(1.0)
+            let ok = !self.rng.random_bool(f.verify_failure_rate.clamp(0.0, 1.0));
+            (s.firmware.size_mb * 8e6 / rate.max(1.0), ok)
         } else {
-            s.install.seconds.sample(&mut self.rng)
-        };
-        let f = &s.failures;
-        let fail = if action == "firmware/download" {
-            self.rng.random_bool(f.verify_failure_rate.clamp(0.0, 1.0))
-        } else {
-            self.cfg.fail.iter().any(|d| d == device)
-                || self.rng.random_bool(f.install_failure_rate.clamp(0.0, 1.0))
-        };
-        (
-            Duration::from_secs_f64((secs / self.cfg.speed).max(0.0)),
-            !fail,
-        )
+            let ok = !self.cfg.fail.iter().any(|d| d == device)
+                && !self.rng.random_bool(f.install_failure_rate.clamp(0.0, 1.0));
+            (s.install.seconds.sample(&mut self.rng), ok)
+        }
+    }
+
+    fn in_flight(&self, now: Instant) -> usize {
+        self.devices
+            .values()
+            .filter(|d| d.busy_until.is_some_and(|t| t > now))
+            .count()
     }
 
     fn create(&mut self, body: &Value) -> Result<String, String> {
@@ -127,57 +159,83 @@ impl State {
             .get("devices")
             .and_then(Value::as_array)
             .ok_or("missing devices")?;
-        let now = Instant::now();
-        let mut ops = Vec::new();
+        if devices.is_empty() {
+            return Err("devices must not be empty".into());
+        }
+        if devices.len() > 5000 {
+            return Err("a request holds at most 5000 devices".into());
+        }
+        let mut targets = Vec::new();
         for d in devices {
             let device = d
                 .get("deviceId")
                 .and_then(Value::as_str)
-                .ok_or("device without deviceId")?
-                .to_string();
+                .ok_or("device without deviceId")?;
             let type_id = d
                 .get("typeId")
                 .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if !self.cfg.inventory.devices.iter().any(|x| x.id == device) {
-                return Err(format!("unknown device {device}"));
+                .ok_or("device without typeId")?;
+            let known = self
+                .cfg
+                .inventory
+                .devices
+                .iter()
+                .any(|x| x.id == device && x.type_id.as_deref() == Some(type_id));
+            if !known {
+                return Err(format!("unknown device {type_id}/{device}"));
             }
-            let (dur, mut ok) = self.duration(&device, &action);
-            if action == "firmware/update" {
-                let running = self
-                    .requests
-                    .iter()
-                    .filter(|r| r.action == "firmware/update")
-                    .flat_map(|r| &r.ops)
-                    .any(|o| o.device == device && !o.cancelled && now < o.finish);
-                if running {
-                    *self.overlapping.entry(device.clone()).or_default() += 1;
-                }
-                *self.update_requests.entry(device.clone()).or_default() += 1;
-                if let Some(t) = self.succeeded_at.get(&device) {
-                    if *t <= now {
-                        *self.after_success.entry(device.clone()).or_default() += 1;
-                        ok = true;
-                    }
-                }
-                if ok && !self.succeeded_at.contains_key(&device) {
-                    self.succeeded_at.insert(device.clone(), now + dur);
-                }
+            targets.push((type_id.to_string(), device.to_string()));
+        }
+        if action == "firmware/update" && targets.iter().any(|(t, _)| *t != targets[0].0) {
+            return Err("a firmware/update request targets a single device type".into());
+        }
+        let now = Instant::now();
+        let mut ops = Vec::new();
+        for (type_id, device) in targets {
+            let (secs, ok) = self.seconds(&device, &action);
+            let finish = now + Duration::from_secs_f64((secs / self.cfg.speed).max(0.0));
+            let seen = &mut self.seen;
+            let counter = if action == "firmware/download" {
+                &mut seen.download_requests
+            } else {
+                &mut seen.update_requests
+            };
+            *counter.entry(device.clone()).or_default() += 1;
+            let d = self.devices.entry(device.clone()).or_default();
+            if d.updated_at.is_some_and(|t| t <= now) {
+                *seen.after_success.entry(device.clone()).or_default() += 1;
             }
-            if action == "firmware/update" && !ok {
-                *self.update_failures.entry(device.clone()).or_default() += 1;
-            }
+            let status = if d.busy_until.is_some_and(|t| t > now) {
+                *seen.overlapping.entry(device.clone()).or_default() += 1;
+                REFUSED_BUSY
+            } else if action == "firmware/update" && !d.downloaded_at.is_some_and(|t| t <= now) {
+                REFUSED_NOT_DOWNLOADED
+            } else {
+                d.busy_until = Some(finish);
+                if action == "firmware/download" {
+                    d.downloaded_at = ok.then_some(finish);
+                } else if ok {
+                    d.updated_at = Some(finish);
+                } else {
+                    *seen.update_failures.entry(device.clone()).or_default() += 1;
+                }
+                if ok {
+                    OK
+                } else {
+                    FAILED
+                }
+            };
+            let refused = status == REFUSED_BUSY || status == REFUSED_NOT_DOWNLOADED;
             ops.push(DeviceOp {
                 type_id,
                 device,
-                finish: now + dur,
-                ok,
-                cancelled: false,
+                finish: if refused { now } else { finish },
+                status,
             });
         }
+        self.seen.max_in_flight = self.seen.max_in_flight.max(self.in_flight(now));
         let id = format!("req-{:05}", self.requests.len() + 1);
-        self.requests.push(Request {
+        self.requests.push(MgmtRequest {
             id: id.clone(),
             action,
             parameters: body.get("parameters").cloned().unwrap_or(json!([])),
@@ -186,36 +244,130 @@ impl State {
         Ok(id)
     }
 
-    fn device_status(&self, r: &Request) -> Value {
+    fn device_status(&self, op: &DeviceOp) -> Value {
         let now = Instant::now();
-        let results: Vec<Value> = r
-            .ops
-            .iter()
-            .map(|o| {
-                let (status, complete) = if o.cancelled {
-                    (3, true)
-                } else if now < o.finish {
-                    (1, false)
-                } else if o.ok {
-                    (0, true)
-                } else {
-                    (-1, true)
-                };
-                json!({ "typeId": o.type_id, "deviceId": o.device, "status": status, "complete": complete })
-            })
-            .collect();
-        json!({ "results": results })
+        let (status, complete) = if now < op.finish {
+            (IN_PROGRESS, false)
+        } else {
+            (op.status, true)
+        };
+        json!({ "typeId": op.type_id, "deviceId": op.device, "status": status, "complete": complete })
     }
 
-    fn complete(r: &Request) -> bool {
+    fn complete(r: &MgmtRequest) -> bool {
         let now = Instant::now();
-        r.ops.iter().all(|o| o.cancelled || now >= o.finish)
+        r.ops.iter().all(|o| now >= o.finish)
+    }
+
+    fn summary(r: &MgmtRequest) -> Value {
+        json!({
+            "id": r.id,
+            "action": r.action,
+            "parameters": r.parameters,
+            "complete": State::complete(r),
+            "status": if State::complete(r) { 1 } else { 0 },
+        })
+    }
+
+    fn stats(&self) -> Value {
+        let updated: Vec<&String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.updated_at.is_some_and(|t| t <= Instant::now()))
+            .map(|(k, _)| k)
+            .collect();
+        json!({
+            "requests": self.requests.len(),
+            "posts": self.seen.posts,
+            "download_requests": self.seen.download_requests,
+            "update_requests": self.seen.update_requests,
+            "update_failures": self.seen.update_failures,
+            "updates_after_success": self.seen.after_success,
+            "overlapping_updates": self.seen.overlapping,
+            "updated": updated,
+            "injected": self.seen.injected,
+            "max_in_flight": self.seen.max_in_flight,
+            "in_flight": self.in_flight(Instant::now()),
+        })
+    }
+
+    /// One page of `items` from `_bookmark` (an offset), with the next bookmark if any.
+    fn page(&self, items: Vec<Value>, query: &str) -> Value {
+        let start: usize = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("_bookmark="))
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0);
+        let size = self.cfg.page_size.max(1);
+        let end = (start + size).min(items.len());
+        let results: Vec<Value> = items
+            .get(start..end)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default();
+        let mut v = json!({ "results": results, "meta": { "total_rows": items.len() } });
+        if end < items.len() {
+            v["bookmark"] = json!(end.to_string());
+        }
+        v
+    }
+
+    fn route(&mut self, method: &Method, path: &str, query: &str, body: &str) -> (u16, Value) {
+        if !path.starts_with("/api/v0002/mgmt/requests") {
+            return (404, json!({ "message": "not found" }));
+        }
+        let segs: Vec<&str> = path
+            .trim_start_matches("/api/v0002/mgmt/requests")
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        match (method, segs.as_slice()) {
+            (Method::Post, []) => match serde_json::from_str::<Value>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|b| self.create(&b))
+            {
+                Ok(id) => {
+                    self.seen.posts += 1;
+                    (202, json!({ "reqId": id }))
+                }
+                Err(m) => (400, json!({ "message": m })),
+            },
+            (Method::Get, []) => {
+                let items = self.requests.iter().map(State::summary).collect();
+                (200, self.page(items, query))
+            }
+            (Method::Get, [id]) => match self.requests.iter().find(|r| r.id == *id) {
+                Some(r) => (200, State::summary(r)),
+                None => (404, json!({ "message": "no such request" })),
+            },
+            (Method::Delete, [id]) => match self.requests.iter().position(|r| r.id == *id) {
+                // Clears the status record; whatever the devices are doing goes on.
+                Some(i) => {
+                    self.requests.remove(i);
+                    (204, Value::Null)
+                }
+                None => (404, json!({ "message": "no such request" })),
+            },
+            (Method::Get, [id, "deviceStatus"]) => {
+                match self.requests.iter().find(|r| r.id == *id) {
+                    Some(r) => {
+                        let items = r.ops.iter().map(|o| self.device_status(o)).collect();
+                        (200, self.page(items, query))
+                    }
+                    None => (404, json!({ "message": "no such request" })),
+                }
+            }
+            _ => (404, json!({ "message": "not found" })),
+        }
     }
 }
 
 fn json_response(code: u16, v: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    let mut r =
-        Response::from_data(serde_json::to_vec(v).unwrap_or_default()).with_status_code(code);
+    let data = if v.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(v).unwrap_or_default()
+    };
+    let mut r = Response::from_data(data).with_status_code(code);
     if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
         r.add_header(h);
     }
@@ -230,6 +382,24 @@ pub fn expected_auth(key: &str, token: &str) -> String {
     )
 }
 
+fn respond(req: HttpRequest, fault: Option<&str>, code: u16, value: &Value) {
+    match fault {
+        Some("503") => {
+            let _ = req.respond(json_response(503, &json!({ "message": "unavailable" })));
+        }
+        Some("post500") => {
+            let _ = req.respond(json_response(500, &json!({ "message": "internal error" })));
+        }
+        Some("reset") => drop(req.into_writer()),
+        Some("garbage") => {
+            let _ = req.respond(Response::from_string("{\"reqId\": ").with_status_code(code));
+        }
+        _ => {
+            let _ = req.respond(json_response(code, value));
+        }
+    }
+}
+
 /// Serves until the process is stopped. Prints `listening on http://127.0.0.1:PORT`.
 pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
     let server = Server::http(("127.0.0.1", port))
@@ -239,144 +409,86 @@ pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let seed = cfg.seed;
-    let mut st = State {
+    let st = Arc::new(Mutex::new(State {
         cfg,
         requests: Vec::new(),
+        devices: BTreeMap::new(),
         rng: Pcg64::seed_from_u64(seed),
-        update_requests: BTreeMap::new(),
-        succeeded_at: BTreeMap::new(),
-        after_success: BTreeMap::new(),
-        injected: BTreeMap::new(),
-        cancels: 0,
-        overlapping: BTreeMap::new(),
-        update_failures: BTreeMap::new(),
-    };
+        seen: Seen::default(),
+    }));
     for mut req in server.incoming_requests() {
         let url = req.url().to_string();
-        let path = url.split('?').next().unwrap_or("").to_string();
+        let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+        let (path, query) = (path.to_string(), query.to_string());
         let method = req.method().clone();
+        let Ok(mut s) = st.lock() else {
+            return Err("emulator state poisoned".into());
+        };
         if path == "/_emulator/stats" {
-            let v = json!({
-                "requests": st.requests.len(),
-                "update_requests": st.update_requests,
-                "updates_after_success": st.after_success,
-                "updated": st.succeeded_at.keys().collect::<Vec<_>>(),
-                "injected": st.injected,
-                "cancels": st.cancels,
-                "overlapping_updates": st.overlapping,
-                "update_failures": st.update_failures,
-
-            });
-            let _ = req.respond(json_response(200, &v));
+            let _ = req.respond(json_response(200, &s.stats()));
             continue;
         }
         let authorised = req
             .headers()
             .iter()
-            .any(|h| h.field.equiv("Authorization") && h.value.as_str() == st.cfg.auth);
+            .any(|h| h.field.equiv("Authorization") && h.value.as_str() == s.cfg.auth);
         if !authorised {
             let _ = req.respond(json_response(401, &json!({ "message": "unauthorized" })));
             continue;
         }
-        // Fault injection: one draw per request.
-        let u: f64 = st.rng.random();
+        // Fault injection: one draw per request; post* faults strike POSTs only.
+        let u: f64 = s.rng.random();
         let mut acc = 0.0;
         let mut fault = None;
-        for (k, p) in &st.cfg.faults {
+        for (k, p) in &s.cfg.faults {
             acc += p;
             if u < acc {
                 fault = Some(k.clone());
                 break;
             }
         }
-        if let Some(f) = &fault {
-            *st.injected.entry(f.clone()).or_default() += 1;
+        if fault.as_deref().is_some_and(|f| f.starts_with("post")) && method != Method::Post {
+            fault = None;
         }
-        match fault.as_deref() {
-            Some("429") => {
-                let _ = req.respond(json_response(429, &json!({ "message": "rate limited" })));
-                continue;
-            }
-            Some("500") => {
-                let _ = req.respond(json_response(500, &json!({ "message": "internal error" })));
-                continue;
-            }
-            // Longer than a rehearsal client's timeout: the client gives up, then the platform acts.
-            Some("slow") => std::thread::sleep(Duration::from_millis(1500)),
-            _ => {}
+        if let Some(f) = &fault {
+            *s.seen.injected.entry(f.clone()).or_default() += 1;
         }
         let mut body = String::new();
         let _ = req.as_reader().read_to_string(&mut body);
-        let segs: Vec<&str> = path
-            .trim_start_matches("/api/v0002/mgmt/requests")
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let (code, value) = if !path.starts_with("/api/v0002/mgmt/requests") {
-            (404, json!({ "message": "not found" }))
-        } else {
-            match (&method, segs.as_slice()) {
-                (Method::Post, []) => match serde_json::from_str::<Value>(&body)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| st.create(&b))
-                {
-                    Ok(id) => (202, json!({ "reqId": id })),
-                    Err(m) => (400, json!({ "message": m })),
-                },
-                (Method::Get, []) => {
-                    let results: Vec<Value> = st
-                        .requests
-                        .iter()
-                        .map(|r| json!({ "id": r.id, "action": r.action, "parameters": r.parameters, "complete": State::complete(r) }))
-                        .collect();
-                    (200, json!({ "results": results }))
-                }
-                (Method::Get, [id]) => match st.requests.iter().find(|r| r.id == *id) {
-                    Some(r) => (
-                        200,
-                        json!({ "id": r.id, "action": r.action, "complete": State::complete(r) }),
-                    ),
-                    None => (404, json!({ "message": "no such request" })),
-                },
-                (Method::Get, [id, "deviceStatus"]) => {
-                    match st.requests.iter().find(|r| r.id == *id) {
-                        Some(r) => (200, st.device_status(r)),
-                        None => (404, json!({ "message": "no such request" })),
-                    }
-                }
-                (Method::Post, [id, "cancel"]) => {
-                    match st.requests.iter_mut().find(|r| r.id == *id) {
-                        Some(r) => {
-                            st.cancels += 1;
-                            let now = Instant::now();
-
-                            for o in r.ops.iter_mut().filter(|o| now < o.finish) {
-                                o.cancelled = true;
-                                if r.action == "firmware/update"
-                                    && st.succeeded_at.get(&o.device).is_some_and(|t| *t > now)
-                                {
-                                    st.succeeded_at.remove(&o.device);
-                                }
-                            }
-                            (200, json!({}))
-                        }
-                        None => (404, json!({ "message": "no such request" })),
-                    }
-                }
-                _ => (405, json!({ "message": "method not allowed" })),
-            }
-        };
-        // Faults that strike after the platform acted: the dangerous kind for a client.
         match fault.as_deref() {
-            Some("503") => {
-                let _ = req.respond(json_response(503, &json!({ "message": "unavailable" })));
+            Some("429") => {
+                let _ = req.respond(json_response(429, &json!({ "message": "rate limited" })));
             }
-            Some("reset") => drop(req.into_writer()),
-            Some("garbage") => {
-                let _ = req.respond(Response::from_string("{\"reqId\": ").with_status_code(code));
+            Some("500") => {
+                let _ = req.respond(json_response(500, &json!({ "message": "internal error" })));
             }
-            _ => {
-                let _ = req.respond(json_response(code, &value));
+            // The platform acts only after the client has given up.
+            Some("slow") => {
+                drop(s);
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(SLOW);
+                    let answer = st
+                        .lock()
+                        .map(|mut s| s.route(&method, &path, &query, &body));
+                    if let Ok((code, value)) = answer {
+                        respond(req, None, code, &value);
+                    }
+                });
+            }
+            // The platform acts at once, and answers after the client has given up.
+            Some("postslow") => {
+                let (code, value) = s.route(&method, &path, &query, &body);
+                drop(s);
+                std::thread::spawn(move || {
+                    std::thread::sleep(SLOW);
+                    respond(req, None, code, &value);
+                });
+            }
+            f => {
+                let (code, value) = s.route(&method, &path, &query, &body);
+                drop(s);
+                respond(req, f, code, &value);
             }
         }
     }

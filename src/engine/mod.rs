@@ -198,24 +198,6 @@ impl std::fmt::Display for HaltReason {
     }
 }
 
-/// A gateway's state recovered from a journal (see `Engine::resume`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resumed {
-    Succeeded,
-    /// Gave up after these attempts.
-    Failed {
-        attempts: u32,
-    },
-    /// Attempts already used; the gateway is otherwise waiting.
-    Tried {
-        attempts: u32,
-    },
-    /// This attempt is still running at the backend.
-    InFlight {
-        attempt: u32,
-    },
-}
-
 /// The engine's view of one gateway.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -416,30 +398,39 @@ impl Engine {
         self.finals == self.gws.len() && self.busy == 0
     }
 
-    /// Seeds one gateway from a journal before a resumed rollout's first `handle_timeout`.
-    /// In-flight gateways count against the cap again, so the limit holds across restarts.
-    pub fn resume(&mut self, g: u32, r: Resumed) {
-        let Some(gw) = self.gws.get_mut(g as usize) else {
+    /// The operator overrides a safety halt: gateways skipped by it wait again and the
+    /// rollout goes on from where it stopped. Like every input, it is journaled and replayed.
+    pub fn override_halt(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        if self.halted.take().is_none() {
             return;
-        };
-        match r {
-            Resumed::Succeeded => self.set_status(g, Status::Succeeded),
-            Resumed::Failed { attempts } => {
-                gw.attempts = attempts.min(u32::from(u16::MAX)) as u16;
-                self.set_status(g, Status::Failed);
+        }
+        for g in 0..self.gws.len() as u32 {
+            let gw = self.gws[g as usize];
+            if gw.status != Status::Skipped {
+                continue;
             }
-            Resumed::Tried { attempts } => gw.attempts = attempts.min(u32::from(u16::MAX)) as u16,
-            Resumed::InFlight { attempt } => {
-                gw.attempts = attempt.min(u32::from(u16::MAX)) as u16;
-                gw.wake = self.policy.op_timeout.map_or(Time::NEVER, |t| self.now + t);
-                if gw.wake != Time::NEVER {
-                    self.timers.push(Reverse((gw.wake, g)));
-                }
-                self.busy += 1;
-                self.peak_busy = self.peak_busy.max(self.busy);
-                self.set_status(g, Status::InFlight);
+            // Skipping counted the gateway as final; it is live again.
+            let w = gw.wave as usize;
+            self.finals -= 1;
+            self.waves[w].finals -= 1;
+            self.counts[Status::Skipped as usize] -= 1;
+            self.gws[g as usize].cause = None;
+            let status = if w < self.released {
+                self.ready.push_back(g);
+                Status::Ready
+            } else {
+                Status::Waiting
+            };
+            self.counts[status as usize] += 1;
+            self.gws[g as usize].status = status;
+        }
+        for w in &mut self.waves {
+            if w.finals < w.size {
+                w.completed_at = None;
             }
         }
+        self.handle_timeout(self.now);
     }
 
     pub fn poll_command(&mut self) -> Option<Command> {

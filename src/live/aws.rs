@@ -1,7 +1,8 @@
 //! The aws-iot-jobs backend: AWS IoT Jobs over REST with SigV4 signing (aws-sigv4 + ureq).
-//! A batch becomes one job targeting its things, with the plan's abort and timeout configs
-//! as defence in depth. Job ids are derived from (firmware, devices, attempts), so a job
-//! re-created after a crash is found, not duplicated.
+//! A batch becomes one job targeting at most 100 things, with the plan's abort and timeout
+//! configs as defence in depth. A job's id is derived from everything that defines it (the
+//! driver's intent: firmware, phase, targets, attempts), and an existing job is adopted only
+//! once its document is checked to be the one intended.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -11,8 +12,8 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use serde_json::{json, Value};
 
-use super::backend::{Backend, BackendError, DeviceStatus, OpState};
-use super::http::{Http, Outcome};
+use super::backend::{Backend, DeviceStatus, OpState, PlatformOp};
+use super::http::{encode_query, CallError, Http};
 use super::inventory::Device;
 use crate::engine::Policy;
 
@@ -27,15 +28,13 @@ pub struct Signed {
 impl Signed {
     /// Credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
     /// and AWS_REGION (or AWS_DEFAULT_REGION). They are used to sign and never printed.
-    pub fn from_env(endpoint: &str, time_scale: f64) -> Result<Signed, BackendError> {
+    pub fn from_env(endpoint: &str, time_scale: f64) -> Result<Signed, String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let akid = var("AWS_ACCESS_KEY_ID")
-            .ok_or_else(|| BackendError("AWS_ACCESS_KEY_ID is not set".into()))?;
-        let secret = var("AWS_SECRET_ACCESS_KEY")
-            .ok_or_else(|| BackendError("AWS_SECRET_ACCESS_KEY is not set".into()))?;
+        let akid = var("AWS_ACCESS_KEY_ID").ok_or("AWS_ACCESS_KEY_ID is not set")?;
+        let secret = var("AWS_SECRET_ACCESS_KEY").ok_or("AWS_SECRET_ACCESS_KEY is not set")?;
         let region = var("AWS_REGION")
             .or_else(|| var("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| BackendError("AWS_REGION is not set".into()))?;
+            .ok_or("AWS_REGION is not set")?;
         let creds = Credentials::new(akid, secret, var("AWS_SESSION_TOKEN"), None, "environment");
         Ok(Signed {
             base: endpoint.trim_end_matches('/').to_string(),
@@ -45,13 +44,15 @@ impl Signed {
         })
     }
 
+    /// The headers to send: exactly those signed (host is set by the HTTP client from the
+    /// URL; content-type only when there is a body), plus the signature.
     fn headers(
         &self,
         method: &str,
         url: &str,
-        body: &[u8],
+        body: Option<&[u8]>,
         service: &str,
-    ) -> Result<Vec<(String, String)>, BackendError> {
+    ) -> Result<Vec<(String, String)>, CallError> {
         let identity = self.creds.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -60,7 +61,7 @@ impl Signed {
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| BackendError(format!("signing: {e}")))?
+            .map_err(|e| CallError::Invalid(format!("signing: {e}")))?
             .into();
         let host = url
             .split("://")
@@ -68,54 +69,70 @@ impl Signed {
             .and_then(|r| r.split('/').next())
             .unwrap_or("")
             .to_string();
-        let base = [
-            ("host", host.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let req =
-            SignableRequest::new(method, url, base.iter().copied(), SignableBody::Bytes(body))
-                .map_err(|e| BackendError(format!("signing: {e}")))?;
+        let mut sent: Vec<(&str, &str)> = vec![("host", host.as_str())];
+        if body.is_some() {
+            sent.push(("content-type", "application/json"));
+        }
+        let req = SignableRequest::new(
+            method,
+            url,
+            sent.iter().copied(),
+            SignableBody::Bytes(body.unwrap_or(b"")),
+        )
+        .map_err(|e| CallError::Invalid(format!("signing: {e}")))?;
         let (instructions, _) = sign(req, &params)
-            .map_err(|e| BackendError(format!("signing: {e}")))?
+            .map_err(|e| CallError::Invalid(format!("signing: {e}")))?
             .into_parts();
-        Ok(instructions
-            .headers()
+        let mut headers: Vec<(String, String)> = sent
+            .iter()
+            .filter(|(k, _)| *k != "host")
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
+            .collect();
+        headers.extend(
+            instructions
+                .headers()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Ok(headers)
     }
 
     /// One signed try (signed afresh each time: the signature covers the time).
-    pub fn once(&self, method: &str, path: &str, body: Option<&Value>, service: &str) -> Outcome {
+    pub fn once(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        service: &str,
+    ) -> Result<Value, CallError> {
         let url = format!("{}{path}", self.base);
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        match self.headers(method, &url, bytes.as_deref().unwrap_or(b""), service) {
-            Ok(h) => self.http.once_bytes(method, &url, &h, bytes.as_deref()),
-            Err(e) => Outcome::Fatal(e.0),
-        }
+        let headers = self.headers(method, &url, bytes.as_deref(), service)?;
+        self.http.once(method, &url, &headers, bytes.as_deref())
     }
 
-    /// A request retried with backoff on throttling, 5xx and transport errors. Only use it
-    /// for idempotent calls.
+    /// A read or an idempotent write, tried up to 8 times with short pauses. For tools and
+    /// tests only: the rollout driver never blocks on retries.
     pub fn call(
         &mut self,
         method: &str,
         path: &str,
         body: Option<&Value>,
         service: &str,
-    ) -> Result<Value, BackendError> {
-        let mut last = String::new();
-        for n in 1..=self.http.max_tries {
+    ) -> Result<Value, CallError> {
+        let mut last = None;
+        for n in 0..8u32 {
             match self.once(method, path, body, service) {
-                Outcome::Ok(v) => return Ok(v),
-                Outcome::Fatal(m) => return Err(BackendError(m)),
-                Outcome::Retry(m) | Outcome::Ambiguous(m) => last = m,
+                Ok(v) => return Ok(v),
+                Err(
+                    e @ (CallError::Throttled(_)
+                    | CallError::Transient(_)
+                    | CallError::Ambiguous(_)),
+                ) => last = Some(e),
+                Err(e) => return Err(e),
             }
-            self.http.backoff(n);
+            std::thread::sleep(std::time::Duration::from_millis(100 << n.min(4)));
         }
-        Err(BackendError(format!(
-            "gave up after {} tries: {last}",
-            self.http.max_tries
-        )))
+        Err(last.unwrap_or_else(|| CallError::Transient("no answer".into())))
     }
 }
 
@@ -123,10 +140,15 @@ pub struct AwsJobs {
     client: Signed,
     version: String,
     uri: String,
+    /// `stagger-<firmware digest>-`: every job of this rollout's firmware starts with it.
+    prefix: String,
     arns: BTreeMap<String, String>,
     abort_pct: Option<f64>,
     timeout_min: u64,
 }
+
+/// AWS's limit on thing targets per job.
+pub const MAX_TARGETS: usize = 100;
 
 fn thing_of_arn(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
@@ -139,55 +161,73 @@ impl AwsJobs {
         uri: &str,
         time_scale: f64,
         policy: &Policy,
-    ) -> Result<AwsJobs, BackendError> {
+    ) -> Result<AwsJobs, String> {
         let timeout_min = policy.op_timeout.map_or(60.0, |t| t.secs() / 60.0) / time_scale;
+        let fw = crate::live::journal::digest(&[version.as_bytes(), uri.as_bytes()]);
         Ok(AwsJobs {
             client: Signed::from_env(endpoint, time_scale)?,
             version: version.into(),
             uri: uri.into(),
+            prefix: format!("stagger-{}-", &fw[..12]),
             arns: BTreeMap::new(),
             // Defence in depth: the job aborts itself past the failure rate the plan rolls back at.
             abort_pct: policy
                 .rollback_below
                 .map(|b| (((1.0 - b) * 100.0).clamp(1.0, 100.0) * 100.0).round() / 100.0),
-            timeout_min: timeout_min.ceil().max(1.0) as u64,
+            // AWS accepts 1 to 10,080 minutes.
+            timeout_min: (timeout_min.ceil() as u64).clamp(1, 10_080),
         })
     }
 
-    fn prefix(&self) -> String {
-        let v: String = self
-            .version
+    /// The job id of an intent: at most 64 characters of `[a-zA-Z0-9_-]`.
+    pub fn job_id(&self, intent: &str) -> String {
+        let safe: String = intent
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(64 - self.prefix.len())
             .collect();
-        format!("stagger-{v}-")
+        format!("{}{safe}", self.prefix)
     }
 
-    fn job_id(&self, devices: &[(&Device, u32)]) -> String {
-        let mut h = crate::sim::rng::derive(&[devices.len() as u64]);
-        for (d, a) in devices {
-            for b in d.id.bytes() {
-                h = crate::engine::backoff::mix(h ^ u64::from(b));
-            }
-            h = crate::engine::backoff::mix(h ^ u64::from(*a) ^ 0xA77E);
-        }
-        format!("{}{h:016x}", self.prefix())
+    fn document(&self) -> String {
+        json!({ "operation": "firmware-update", "version": self.version, "uri": self.uri })
+            .to_string()
     }
 
-    fn arn(&mut self, thing: &str) -> Result<String, BackendError> {
+    fn arn(&mut self, thing: &str) -> Result<String, CallError> {
         if let Some(a) = self.arns.get(thing) {
             return Ok(a.clone());
         }
-        let v = self
-            .client
-            .call("GET", &format!("/things/{thing}"), None, "iot")?;
+        let v = self.client.once(
+            "GET",
+            &format!("/things/{}", encode_query(thing)),
+            None,
+            "iot",
+        )?;
         let arn = v
             .get("thingArn")
             .and_then(Value::as_str)
-            .ok_or_else(|| BackendError(format!("thing {thing}: no thingArn")))?
+            .ok_or_else(|| CallError::Invalid(format!("thing {thing}: no thingArn")))?
             .to_string();
         self.arns.insert(thing.to_string(), arn.clone());
         Ok(arn)
+    }
+
+    /// An existing job of that id is ours only if it carries the document intended.
+    fn adopt_existing(&mut self, id: &str) -> Result<String, CallError> {
+        let v = self
+            .client
+            .once("GET", &format!("/jobs/{id}/job-document"), None, "iot")?;
+        let found = v.get("document").and_then(Value::as_str).unwrap_or("");
+        let same = serde_json::from_str::<Value>(found).ok()
+            == serde_json::from_str::<Value>(&self.document()).ok();
+        if same {
+            Ok(id.to_string())
+        } else {
+            Err(CallError::Invalid(format!(
+                "job {id} already exists with another document; it was not created by this rollout's firmware, so it is not adopted"
+            )))
+        }
     }
 }
 
@@ -196,93 +236,120 @@ impl Backend for AwsJobs {
         &["job"]
     }
 
-    fn submit(&mut self, _phase: &str, devices: &[(&Device, u32)]) -> Result<String, BackendError> {
-        let id = self.job_id(devices);
+    fn max_batch(&self) -> usize {
+        MAX_TARGETS
+    }
+
+    fn batch_key(&self, _device: &Device) -> String {
+        String::new()
+    }
+
+    fn can_cancel(&self) -> bool {
+        true
+    }
+
+    fn submit(
+        &mut self,
+        _phase: usize,
+        intent: &str,
+        devices: &[&Device],
+    ) -> Result<String, CallError> {
+        let id = self.job_id(intent);
         let mut targets = Vec::new();
-        for (d, _) in devices {
+        for d in devices {
             targets.push(self.arn(&d.id)?);
         }
-        let document =
-            json!({ "operation": "firmware-update", "version": self.version, "uri": self.uri })
-                .to_string();
         let mut body = json!({
             "targets": targets,
-            "document": document,
+            "document": self.document(),
             "description": format!("stagger firmware {}", self.version),
             "targetSelection": "SNAPSHOT",
             "timeoutConfig": { "inProgressTimeoutInMinutes": self.timeout_min },
         });
         if let Some(pct) = self.abort_pct {
+            // Judge the job once a quarter of it has run, not only when all of it has.
+            let min_executed = devices.len().div_ceil(4).max(1);
             body["abortConfig"] = json!({ "criteriaList": [{
                 "failureType": "FAILED", "action": "CANCEL",
-                "thresholdPercentage": pct, "minNumberOfExecutedThings": devices.len().max(1)
+                "thresholdPercentage": pct, "minNumberOfExecutedThings": min_executed
             }]});
         }
-        let path = format!("/jobs/{id}");
-        let mut last = String::new();
-        for n in 1..=self.client.http.max_tries {
-            match self.client.once("PUT", &path, Some(&body), "iot") {
-                Outcome::Ok(_) => return Ok(id),
-                // The same id exists: an earlier try (or run) already created it.
-                Outcome::Fatal(m) if m.contains("409") || m.contains("ResourceAlreadyExists") => {
-                    return Ok(id)
-                }
-                Outcome::Fatal(m) => return Err(BackendError(m)),
-                Outcome::Retry(m) | Outcome::Ambiguous(m) => last = m,
-            }
-            self.client.http.backoff(n);
-        }
-        Err(BackendError(format!("could not create job {id}: {last}")))
-    }
-
-    fn find(&mut self, _phase: &str, device: &Device) -> Result<Option<String>, BackendError> {
-        let v = self
+        match self
             .client
-            .call("GET", &format!("/things/{}/jobs", device.id), None, "iot")?;
-        let prefix = self.prefix();
-        let empty = Vec::new();
-        let mut best: Option<(i64, String)> = None;
-        for s in v
-            .get("executionSummaries")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty)
+            .once("PUT", &format!("/jobs/{id}"), Some(&body), "iot")
         {
-            let Some(job) = s.get("jobId").and_then(Value::as_str) else {
-                continue;
-            };
-            if !job.starts_with(&prefix) {
-                continue;
-            }
-            let n = s
-                .pointer("/jobExecutionSummary/executionNumber")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            let queued = s
-                .pointer("/jobExecutionSummary/queuedAt")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0) as i64;
-            let key = queued * 1000 + n;
-            if best.as_ref().is_none_or(|(k, _)| key > *k) {
-                best = Some((key, job.to_string()));
-            }
+            Ok(_) => Ok(id),
+            // The same id exists: an earlier try created it, if its document is ours.
+            Err(CallError::Conflict(_)) => self.adopt_existing(&id),
+            Err(e) => Err(e),
         }
-        Ok(best.map(|(_, j)| j))
     }
 
-    fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, BackendError> {
+    fn survey(&mut self) -> Result<Vec<PlatformOp>, CallError> {
+        let mut ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let path = match &token {
+                Some(t) => format!("/jobs?maxResults=250&nextToken={}", encode_query(t)),
+                None => "/jobs?maxResults=250".to_string(),
+            };
+            let v = self.client.once("GET", &path, None, "iot")?;
+            for j in v
+                .get("jobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = j.get("jobId").and_then(Value::as_str) {
+                    if id.starts_with(&self.prefix) {
+                        ids.push(id.to_string());
+                    }
+                }
+            }
+            token = v.get("nextToken").and_then(Value::as_str).map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut ops = Vec::new();
+        for id in ids {
+            let devices = self.status(&id)?;
+            ops.push(PlatformOp {
+                intent: Some(id[self.prefix.len()..].to_string()),
+                reference: id,
+                phase: 0,
+                devices,
+            });
+        }
+        Ok(ops)
+    }
+
+    fn lookup(&mut self, _phase: usize, intent: &str) -> Result<Option<String>, CallError> {
+        let id = self.job_id(intent);
+        match self.client.once("GET", &format!("/jobs/{id}"), None, "iot") {
+            Ok(_) => self.adopt_existing(&id).map(Some),
+            Err(CallError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, CallError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let path = match &token {
-                Some(t) => format!("/jobs/{reference}/things?maxResults=250&nextToken={t}"),
+                Some(t) => format!(
+                    "/jobs/{reference}/things?maxResults=250&nextToken={}",
+                    encode_query(t)
+                ),
                 None => format!("/jobs/{reference}/things?maxResults=250"),
             };
-            let v = self.client.call("GET", &path, None, "iot")?;
-            let empty = Vec::new();
+            let v = self.client.once("GET", &path, None, "iot")?;
             for s in v
                 .get("executionSummaries")
                 .and_then(Value::as_array)
-                .unwrap_or(&empty)
+                .into_iter()
+                .flatten()
             {
                 let Some(arn) = s.get("thingArn").and_then(Value::as_str) else {
                     continue;
@@ -308,9 +375,10 @@ impl Backend for AwsJobs {
         }
     }
 
-    fn cancel(&mut self, reference: &str) -> Result<(), BackendError> {
+    fn cancel(&mut self, reference: &str) -> Result<(), CallError> {
+        // Not forced: queued executions stop, a device in the middle of flashing finishes.
         let body = json!({ "reasonCode": "STAGGER_HALT", "comment": "stagger halted the rollout on a safety rule" });
-        match self.client.call(
+        match self.client.once(
             "PUT",
             &format!("/jobs/{reference}/cancel"),
             Some(&body),
@@ -318,9 +386,7 @@ impl Backend for AwsJobs {
         ) {
             Ok(_) => Ok(()),
             // Already completed or cancelled: nothing left to stop.
-            Err(BackendError(m)) if m.contains("409") || m.contains("InvalidStateTransition") => {
-                Ok(())
-            }
+            Err(CallError::Conflict(_)) | Err(CallError::Invalid(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -1,14 +1,24 @@
-//! What a device-management backend must do for the live driver. Implementations turn
-//! engine starts into platform operations and platform state back into observations.
+//! What a device-management backend must do for the live driver. Every method is one
+//! bounded exchange with the platform (lists page through to the end) and never sleeps or
+//! retries: the driver decides when to try again. Implementations turn engine starts into
+//! platform operations and platform state back into per-device states.
 
+use super::http::CallError;
 use super::inventory::Device;
 
-/// A device's state within one backend operation.
+/// A device's state within one platform operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpState {
     InProgress,
     Succeeded,
+    /// Ended without success; the platform's word for it.
     Failed(String),
+}
+
+impl OpState {
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, OpState::InProgress)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,28 +27,41 @@ pub struct DeviceStatus {
     pub state: OpState,
 }
 
-/// A run-time backend failure (exit 1), with a message that never contains credentials.
+/// One operation found on the platform for this rollout's firmware.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BackendError(pub String);
-
-impl std::fmt::Display for BackendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+pub struct PlatformOp {
+    pub reference: String,
+    /// Index into `phases()`.
+    pub phase: usize,
+    /// The correlation key the request carried, if it was one of ours.
+    pub intent: Option<String>,
+    pub devices: Vec<DeviceStatus>,
 }
 
 pub trait Backend {
-    /// The operation phases of one update, in order (watson: download, update; aws: job).
+    /// The operation phases of one update attempt, in order (watson: download, update;
+    /// aws: job).
     fn phases(&self) -> &'static [&'static str];
-    /// Starts `phase` for `devices` (each with its attempt number); returns the backend's
-    /// reference for the operation.
-    fn submit(&mut self, phase: &str, devices: &[(&Device, u32)]) -> Result<String, BackendError>;
-
-    /// Finds an operation of `phase` for this firmware that already covers `device`
-    /// (after a crash or an ambiguous failure), so that nothing is triggered twice.
-    fn find(&mut self, phase: &str, device: &Device) -> Result<Option<String>, BackendError>;
-    /// Per-device state of an operation.
-    fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, BackendError>;
-    /// Stops an operation where the backend allows it.
-    fn cancel(&mut self, reference: &str) -> Result<(), BackendError>;
+    /// Most devices one request may target.
+    fn max_batch(&self) -> usize;
+    /// Devices with different keys never share a request (Watson: one device type each).
+    fn batch_key(&self, device: &Device) -> String;
+    /// Whether the platform can stop an operation that was already sent.
+    fn can_cancel(&self) -> bool;
+    /// Sends one request for `phase` on `devices`, carrying the correlation key `intent`;
+    /// returns the platform's reference for it.
+    fn submit(
+        &mut self,
+        phase: usize,
+        intent: &str,
+        devices: &[&Device],
+    ) -> Result<String, CallError>;
+    /// Every operation of this rollout's firmware on the platform, with each device's state.
+    fn survey(&mut self) -> Result<Vec<PlatformOp>, CallError>;
+    /// The operation that carries `intent`, if the platform has it.
+    fn lookup(&mut self, phase: usize, intent: &str) -> Result<Option<String>, CallError>;
+    /// Per-device state of one operation.
+    fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, CallError>;
+    /// Stops what has not started yet in an operation (only when `can_cancel`).
+    fn cancel(&mut self, reference: &str) -> Result<(), CallError>;
 }

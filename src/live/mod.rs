@@ -3,7 +3,9 @@
 
 pub mod aws;
 pub mod backend;
+pub mod clock;
 pub mod executor;
+pub mod fake;
 pub mod http;
 pub mod inventory;
 pub mod journal;

@@ -1,13 +1,23 @@
-//! The watson-iot backend: the seed's v0002 device-management API. An update is two
-//! requests per batch, `firmware/download` then `firmware/update`; progress comes from
-//! `deviceStatus` (status 0 success, 1 in progress, anything else with complete = failure).
+//! The watson-iot backend: IBM Watson IoT Platform v0002 device management, as documented.
+//! An update is two requests, `firmware/download` then `firmware/update`; progress comes
+//! from `deviceStatus` (status 0 success, 1 in progress, any other with `complete` failure).
+//! Lists are paged: every list follows its bookmark to the last page. There is no cancel:
+//! `DELETE` only clears a request's status record, so a halt stops issuing and observes.
+//! Each request carries the driver's intent id as a parameter, so that after an ambiguous
+//! failure the request can be found by what it carries, never guessed.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::backend::{Backend, BackendError, DeviceStatus, OpState};
-use super::http::{Http, Outcome};
+use super::backend::{Backend, DeviceStatus, OpState, PlatformOp};
+use super::http::{encode_query, CallError, Http};
 use super::inventory::Device;
+
+/// The request parameter that carries the driver's intent id.
+pub const INTENT_PARAM: &str = "stagger_intent";
+const ACTIONS: [&str; 2] = ["firmware/download", "firmware/update"];
+/// The API's limit on devices per request.
+pub const MAX_DEVICES: usize = 5000;
 
 pub struct Watson {
     base: String,
@@ -25,11 +35,9 @@ impl Watson {
         version: &str,
         uri: &str,
         time_scale: f64,
-    ) -> Result<Watson, BackendError> {
-        let key = std::env::var("WIOTP_API_KEY")
-            .map_err(|_| BackendError("WIOTP_API_KEY is not set".into()))?;
-        let token = std::env::var("WIOTP_API_TOKEN")
-            .map_err(|_| BackendError("WIOTP_API_TOKEN is not set".into()))?;
+    ) -> Result<Watson, String> {
+        let key = std::env::var("WIOTP_API_KEY").map_err(|_| "WIOTP_API_KEY is not set")?;
+        let token = std::env::var("WIOTP_API_TOKEN").map_err(|_| "WIOTP_API_TOKEN is not set")?;
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{key}:{token}"))
@@ -43,37 +51,106 @@ impl Watson {
         })
     }
 
-    fn headers(&self) -> Vec<(String, String)> {
-        vec![
+    fn headers(&self, with_body: bool) -> Vec<(String, String)> {
+        let mut h = vec![
             ("Authorization".into(), self.auth.clone()),
             ("Accept".into(), "application/json".into()),
-        ]
-    }
-
-    fn action(phase: &str) -> &'static str {
-        if phase == "download" {
-            "firmware/download"
-        } else {
-            "firmware/update"
+        ];
+        if with_body {
+            h.push(("Content-Type".into(), "application/json".into()));
         }
+        h
     }
 
-    fn body(&self, phase: &str, devices: &[&Device]) -> Value {
-        let parameters = if phase == "download" {
+    fn get(&self, path_and_query: &str) -> Result<Value, CallError> {
+        let url = format!("{}{path_and_query}", self.base);
+        self.http.once("GET", &url, &self.headers(false), None)
+    }
+
+    /// Every element of a paged list: follows the bookmark until a page has none.
+    fn list_all(&self, path: &str) -> Result<Vec<Value>, CallError> {
+        let mut out = Vec::new();
+        let mut bookmark: Option<String> = None;
+        for _ in 0..100_000 {
+            let url = match &bookmark {
+                Some(b) => format!("{path}?_bookmark={}", encode_query(b)),
+                None => path.to_string(),
+            };
+            let page = self.get(&url)?;
+            if let Some(results) = page.get("results").and_then(Value::as_array) {
+                out.extend(results.iter().cloned());
+            } else {
+                return Err(CallError::Transient(format!("GET {path}: no results[]")));
+            }
+            let next = page
+                .get("bookmark")
+                .or_else(|| page.get("_bookmark"))
+                .and_then(Value::as_str)
+                .filter(|b| !b.is_empty())
+                .map(str::to_string);
+            if next.is_none() || next == bookmark {
+                return Ok(out);
+            }
+            bookmark = next;
+        }
+        Err(CallError::Transient(format!("GET {path}: too many pages")))
+    }
+
+    fn parameters(&self, phase: usize, intent: &str) -> Value {
+        if phase == 0 {
             json!([
                 { "name": "uri", "value": self.uri },
                 { "name": "name", "value": format!("stagger-{}", self.version) },
                 { "name": "version", "value": self.version },
                 { "name": "verifier", "value": "" },
+                { "name": INTENT_PARAM, "value": intent },
             ])
         } else {
-            json!([{ "name": "version", "value": self.version }])
+            json!([
+                { "name": "version", "value": self.version },
+                { "name": INTENT_PARAM, "value": intent },
+            ])
+        }
+    }
+
+    /// A listed request's (phase, intent) when it is for this firmware.
+    fn ours(&self, request: &Value) -> Result<Option<(usize, Option<String>, String)>, CallError> {
+        let Some(id) = request
+            .get("id")
+            .or_else(|| request.get("reqId"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
         };
-        let devices: Vec<Value> = devices
-            .iter()
-            .map(|d| json!({ "typeId": d.type_id.clone().unwrap_or_default(), "deviceId": d.id }))
-            .collect();
-        json!({ "action": Self::action(phase), "parameters": parameters, "devices": devices })
+        let action = request.get("action").and_then(Value::as_str).unwrap_or("");
+        let Some(phase) = ACTIONS.iter().position(|a| *a == action) else {
+            return Ok(None);
+        };
+        // A list entry may leave the parameters out; the request's own record has them.
+        let params = match request.get("parameters") {
+            Some(p) => p.clone(),
+            None => self
+                .get(&format!("/api/v0002/mgmt/requests/{id}"))?
+                .get("parameters")
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
+        let param = |name: &str| {
+            params.as_array().and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+                    .and_then(|p| p.get("value"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+        };
+        if param("version").as_deref() != Some(self.version.as_str()) {
+            return Ok(None);
+        }
+        if phase == 0 && param("uri").as_deref() != Some(self.uri.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some((phase, param(INTENT_PARAM), id.to_string())))
     }
 }
 
@@ -82,84 +159,80 @@ impl Backend for Watson {
         &["download", "update"]
     }
 
-    fn submit(&mut self, phase: &str, devices: &[(&Device, u32)]) -> Result<String, BackendError> {
-        let devices: Vec<&Device> = devices.iter().map(|(d, _)| *d).collect();
-        let url = format!("{}/api/v0002/mgmt/requests", self.base);
-        let body = self.body(phase, &devices);
-        let mut last = String::new();
-        for n in 1..=self.http.max_tries {
-            match self.http.once("POST", &url, &self.headers(), Some(&body)) {
-                Outcome::Ok(v) => match v.get("reqId").and_then(Value::as_str) {
-                    Some(id) => return Ok(id.to_string()),
-                    None => last = "202 without reqId".into(),
-                },
-                Outcome::Fatal(m) => return Err(BackendError(m)),
-                Outcome::Retry(m) => last = m,
-                Outcome::Ambiguous(m) => {
-                    // The platform may have created it: adopt rather than trigger twice.
-                    if let Some(first) = devices.first() {
-                        if let Some(found) = self.find(phase, first)? {
-                            return Ok(found);
-                        }
-                    }
-                    last = m;
-                }
-            }
-            self.http.backoff(n);
-        }
-        Err(BackendError(format!(
-            "could not create a {} request: {last}",
-            Self::action(phase)
-        )))
+    fn max_batch(&self) -> usize {
+        MAX_DEVICES
     }
 
-    fn find(&mut self, phase: &str, device: &Device) -> Result<Option<String>, BackendError> {
+    fn batch_key(&self, device: &Device) -> String {
+        device.type_id.clone().unwrap_or_default()
+    }
+
+    fn can_cancel(&self) -> bool {
+        false
+    }
+
+    fn submit(
+        &mut self,
+        phase: usize,
+        intent: &str,
+        devices: &[&Device],
+    ) -> Result<String, CallError> {
+        let devices: Vec<Value> = devices
+            .iter()
+            .map(|d| json!({ "typeId": d.type_id.clone().unwrap_or_default(), "deviceId": d.id }))
+            .collect();
+        let body = json!({
+            "action": ACTIONS[phase],
+            "parameters": self.parameters(phase, intent),
+            "devices": devices,
+        });
         let url = format!("{}/api/v0002/mgmt/requests", self.base);
-        let list = self.http.get(&url, &self.headers())?;
-        let empty = Vec::new();
-        let results = list
-            .get("results")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty);
-        for r in results.iter().rev() {
-            let action = r.get("action").and_then(Value::as_str).unwrap_or("");
-            let ours = r
-                .get("parameters")
-                .and_then(Value::as_array)
-                .is_some_and(|ps| {
-                    ps.iter().any(|p| {
-                        p.get("name") == Some(&json!("version"))
-                            && p.get("value") == Some(&json!(self.version))
-                    })
-                });
-            let Some(id) = r
-                .get("id")
-                .or_else(|| r.get("reqId"))
-                .and_then(Value::as_str)
-            else {
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let v = self
+            .http
+            .once("POST", &url, &self.headers(true), Some(&bytes))?;
+        v.get("reqId")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            // Accepted without saying under which id: it may exist, so look it up.
+            .ok_or_else(|| CallError::Ambiguous(format!("POST {url}: 202 without reqId")))
+    }
+
+    fn survey(&mut self) -> Result<Vec<PlatformOp>, CallError> {
+        let mut ops = Vec::new();
+        for r in self.list_all("/api/v0002/mgmt/requests")? {
+            let Some((phase, intent, id)) = self.ours(&r)? else {
                 continue;
             };
-            if action != Self::action(phase) || !ours {
-                continue;
-            }
-            if self.status(id)?.iter().any(|s| s.device == device.id) {
-                return Ok(Some(id.to_string()));
+            let devices = self.status(&id)?;
+            ops.push(PlatformOp {
+                reference: id,
+                phase,
+                intent,
+                devices,
+            });
+        }
+        Ok(ops)
+    }
+
+    fn lookup(&mut self, phase: usize, intent: &str) -> Result<Option<String>, CallError> {
+        for r in self.list_all("/api/v0002/mgmt/requests")? {
+            if let Some((p, Some(i), id)) = self.ours(&r)? {
+                if p == phase && i == intent {
+                    return Ok(Some(id));
+                }
             }
         }
         Ok(None)
     }
 
-    fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, BackendError> {
-        let url = format!(
-            "{}/api/v0002/mgmt/requests/{reference}/deviceStatus",
-            self.base
+    fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, CallError> {
+        let path = format!(
+            "/api/v0002/mgmt/requests/{}/deviceStatus",
+            encode_query(reference)
         );
-        let v = self.http.get(&url, &self.headers())?;
-        let results = v
-            .get("results")
-            .and_then(Value::as_array)
-            .ok_or_else(|| BackendError(format!("{url}: no results[] in the answer")))?;
-        Ok(results
+        Ok(self
+            .list_all(&path)?
             .iter()
             .filter_map(|r| {
                 let device = r.get("deviceId")?.as_str()?.to_string();
@@ -175,21 +248,9 @@ impl Backend for Watson {
             .collect())
     }
 
-    fn cancel(&mut self, reference: &str) -> Result<(), BackendError> {
-        let url = format!("{}/api/v0002/mgmt/requests/{reference}/cancel", self.base);
-        for n in 1..=self.http.max_tries {
-            match self
-                .http
-                .once("POST", &url, &self.headers(), Some(&json!({})))
-            {
-                Outcome::Ok(_) => return Ok(()),
-                Outcome::Fatal(m) => return Err(BackendError(m)),
-                // Cancelling twice is harmless, so an ambiguous failure is simply retried.
-                Outcome::Retry(_) | Outcome::Ambiguous(_) => self.http.backoff(n),
-            }
-        }
-        Err(BackendError(format!(
-            "could not cancel request {reference}"
+    fn cancel(&mut self, reference: &str) -> Result<(), CallError> {
+        Err(CallError::Invalid(format!(
+            "Watson IoT v0002 has no cancel for request {reference}"
         )))
     }
 }

@@ -1,6 +1,8 @@
 //! Plan files: the tuned policy with its constraints, predictions and scenario fingerprint.
 //! Written by `tune`, read by `simulate --plan` and `rollout`.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Policy;
@@ -103,8 +105,61 @@ impl PlanFile {
         }
         let policy =
             validate::policy(&plan.policy, "policy", plan.scenario.gateways).map_err(attach)?;
+        let mut plan = plan;
+        plan.scenario.path = resolve_beside(path, &plan.scenario.path);
         Ok((plan, policy))
     }
+
+    /// The plan as written to `plan_path`: its scenario path relative to the plan's folder,
+    /// so that the plan works from any working directory and moves with its scenario.
+    pub fn for_writing_at(&self, plan_path: &Path) -> PlanFile {
+        let mut p = self.clone();
+        let dir = plan_path.parent().unwrap_or(Path::new("."));
+        if let Some(rel) = relative_path(dir, Path::new(&self.scenario.path)) {
+            p.scenario.path = rel;
+        }
+        p
+    }
+}
+
+/// A relative path in a plan means relative to the plan file; older plans were written
+/// relative to the working directory, which is kept when nothing exists beside the plan.
+fn resolve_beside(plan_path: &str, target: &str) -> String {
+    let t = Path::new(target);
+    if t.is_absolute() {
+        return target.to_string();
+    }
+    let dir = Path::new(plan_path).parent().unwrap_or(Path::new(""));
+    let beside = dir.join(t);
+    if beside.exists() || !t.exists() {
+        beside.display().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
+/// `target` as seen from `dir`, through their common ancestor (None if either is missing).
+fn relative_path(dir: &Path, target: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })
+    .ok()?;
+    let target = std::fs::canonicalize(target).ok()?;
+    let common = dir
+        .components()
+        .zip(target.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut rel = PathBuf::new();
+    for _ in dir.components().skip(common) {
+        rel.push("..");
+    }
+    for c in target.components().skip(common) {
+        rel.push(c);
+    }
+    Some(rel.display().to_string())
 }
 
 impl From<crate::stats::Estimate> for Interval {
