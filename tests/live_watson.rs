@@ -97,81 +97,255 @@ fn assert_no_secrets(what: &str, text: &str) {
     );
 }
 
+fn plan_limits(plan: &Path) -> (u64, u64) {
+    let (_, policy) = stagger::tune::plan::PlanFile::load(plan.to_str().unwrap()).unwrap();
+    (
+        u64::from(policy.retry.max_attempts),
+        u64::from(policy.max_concurrent),
+    )
+}
+
+fn count(s: &serde_json::Value, field: &str, id: &str) -> u64 {
+    s[field][id].as_u64().unwrap_or(0)
+}
+
+/// What the platform saw, judged: healthy devices updated exactly once, failing ones within
+/// the budget, no overlap, nothing after success, the cap held.
+fn assert_platform_safe(s: &serde_json::Value, n: usize, failing: &[&str], plan: &Path) {
+    let (max_attempts, cap) = plan_limits(plan);
+    for i in 0..n {
+        let id = format!("gw-{i:03}");
+        let updates = count(s, "update_requests", &id);
+        let downloads = count(s, "download_requests", &id);
+        if failing.contains(&id.as_str()) {
+            assert!(
+                (1..=max_attempts).contains(&updates) && downloads <= max_attempts,
+                "{id}: {downloads} downloads and {updates} updates against {max_attempts} attempts"
+            );
+        } else {
+            assert_eq!(updates, 1, "{id} was sent {updates} updates: {s}");
+            assert_eq!(downloads, 1, "{id} was sent {downloads} downloads: {s}");
+            assert!(
+                s["updated"].as_array().unwrap().iter().any(|v| v == &id),
+                "{id} not updated: {s}"
+            );
+        }
+    }
+    assert_eq!(s["updates_after_success"], serde_json::json!({}), "{s}");
+    assert_eq!(s["overlapping_updates"], serde_json::json!({}), "{s}");
+    let peak = s["max_in_flight"].as_u64().unwrap();
+    assert!(
+        peak <= cap,
+        "{peak} devices in flight against a cap of {cap}"
+    );
+}
+
+/// The platform a test needs: pages of 3, no cancel, no random faults.
+fn strict_emulator(inv: &Path, extra: &[&str]) -> Emulator {
+    let mut args = vec!["--page-size", "3", "--set", "failures.enabled=false"];
+    args.extend_from_slice(extra);
+    Emulator::start(inv, &args)
+}
+
 #[test]
-fn killed_mid_rollout_then_resumed_updates_each_gateway_once() {
+fn killed_at_ten_moments_then_finished_updates_each_gateway_once() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 60);
+    let plan = tuned_plan(d.path());
+    let failing = ["gw-007", "gw-021"];
+    let emu = strict_emulator(&inv, &["--fail", "gw-007,gw-021"]);
+    let journal = d.path().join("journal.jsonl");
+    // Ten SIGKILLs at pseudo-random moments of the same rollout.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for k in 0..10 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let after = Duration::from_millis(400 + x % 1600);
+        let mut run = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        if run.try_wait().unwrap().is_none() {
+            run.kill().unwrap(); // SIGKILL
+        }
+        run.wait().unwrap();
+        let mid = emu.stats();
+        if k == 0 {
+            assert!(
+                mid["updated"].as_array().unwrap().len() < 58,
+                "the first kill came too late to test anything: {mid}"
+            );
+        }
+    }
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("resumed"), "{err}");
+    for id in failing {
+        assert!(out.contains(&format!("failed: {id}")), "{out}");
+    }
+    assert_platform_safe(&emu.stats(), 60, &failing, &plan);
+    let j = std::fs::read_to_string(&journal).unwrap();
+    assert_no_secrets("the journal", &j);
+    assert_no_secrets("the output", &(out + &err));
+}
+
+#[test]
+fn a_halted_rollout_stays_halted_until_overridden() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 40);
+    let plan = halting_plan(d.path());
+    let emu = strict_emulator(&inv, &["--fail", "gw-000,gw-001,gw-002,gw-003"]);
+    let journal = d.path().join("j.jsonl");
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("halted"), "{}", stderr(&o));
+    let posts = emu.stats()["posts"].as_u64().unwrap();
+    assert!(posts > 0);
+    for _ in 0..2 {
+        let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("halted earlier") && err.contains("--override-halt rollback"),
+            "{err}"
+        );
+        assert_eq!(
+            emu.stats()["posts"].as_u64().unwrap(),
+            posts,
+            "a re-run of a halted rollout issued requests"
+        );
+    }
+    // A wrong override is refused; the right one goes on and is journaled.
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args(["--override-halt", "defect"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args(["--override-halt", "rollback"])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(3)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(emu.stats()["posts"].as_u64().unwrap() > posts);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains(r#""k":"override""#),
+        "the override is journaled"
+    );
+}
+
+#[test]
+fn a_second_executor_on_the_same_journal_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 24);
     let plan = tuned_plan(d.path());
-    let emu = Emulator::start(&inv, &["--fail", "gw-007,gw-021"]);
-    let journal = d.path().join("journal.jsonl");
-    // First run: SIGKILL once part of the fleet is in flight.
+    let emu = strict_emulator(&inv, &[]);
+    let journal = d.path().join("j.jsonl");
     let mut first = rollout(&plan, &inv, &emu.endpoint, &journal, true)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let updates = emu.stats()["update_requests"]
-            .as_object()
-            .map_or(0, |m| m.len());
-        if updates >= 10 || t0.elapsed() > Duration::from_secs(60) {
-            break;
-        }
+    while !journal.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
-    let mid = emu.stats();
-    assert!(
-        mid["updated"].as_array().unwrap().len() < 38,
-        "the kill came too late to test anything: {mid}"
-    );
-    // Second run: same command, same journal.
+    let t = Instant::now();
     let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
         .output()
         .unwrap();
-    let (out, err) = (stdout(&o), stderr(&o));
+    let took = t.elapsed();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        matches!(o.status.code(), Some(0) | Some(3)),
-        "exit {:?}\n{out}\n{err}",
-        o.status.code()
+        err.contains("in use by another executor")
+            && err.contains(journal.to_str().unwrap())
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
     );
-    assert!(err.contains("resumed"), "{err}");
-    let s = emu.stats();
-    for i in 0..40 {
-        let id = format!("gw-{i:03}");
-        let n = s["update_requests"][&id].as_u64().unwrap_or(0);
-        if id == "gw-007" || id == "gw-021" {
-            // Retried within the plan's limit (4 attempts) and reported.
-            assert!((2..=4).contains(&n), "{id}: {n} update requests");
-            assert!(out.contains(&format!("failed: {id}")), "{out}");
-        } else {
-            let failures = s["update_failures"][&id].as_u64().unwrap_or(0);
-            assert_eq!(
-                n,
-                1 + failures,
-                "{id} was updated {n} times with {failures} failed updates"
-            );
-            assert!(
-                s["updated"].as_array().unwrap().iter().any(|v| v == &id),
-                "{id} not updated"
-            );
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+    assert!(first.wait().unwrap().success());
+    assert_platform_safe(&emu.stats(), 24, &[], &plan);
+}
+
+#[test]
+fn accepted_posts_answered_500_or_too_late_lose_and_double_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 60);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(
+        &inv,
+        &["--faults", "post500=0.3,postslow=0.1", "--seed", "3"],
+    );
+    let journal = d.path().join("j.jsonl");
+    let mut code = None;
+    for _ in 0..3 {
+        let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+            .output()
+            .unwrap();
+        code = o.status.code();
+        if code == Some(0) {
+            break;
         }
     }
+    assert_eq!(code, Some(0));
+    let s = emu.stats();
+    let injected = s["injected"]["post500"].as_u64().unwrap_or(0)
+        + s["injected"]["postslow"].as_u64().unwrap_or(0);
+    assert!(injected >= 4, "too few faults to mean anything: {s}");
+    assert_platform_safe(&s, 60, &[], &plan);
+}
+
+#[test]
+fn a_shortened_or_deleted_journal_updates_nobody_twice() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 24);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(&inv, &["--fail", "gw-005"]);
+    let journal = d.path().join("j.jsonl");
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let posts = emu.stats()["posts"].as_u64().unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let half: String = text
+        .lines()
+        .take(text.lines().count() / 2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&journal, half).unwrap();
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_file(&journal).unwrap();
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("failed: gw-005"), "{}", stdout(&o));
     assert_eq!(
-        s["updates_after_success"],
-        serde_json::json!({}),
-        "no second execution after success"
+        emu.stats()["posts"].as_u64().unwrap(),
+        posts,
+        "{}",
+        emu.stats()
     );
-    assert_eq!(
-        s["overlapping_updates"],
-        serde_json::json!({}),
-        "no running update was triggered again"
-    );
-    let j = std::fs::read_to_string(&journal).unwrap();
-    assert_no_secrets("the journal", &j);
-    assert_no_secrets("the output", &(out + &err));
+    assert_platform_safe(&emu.stats(), 24, &["gw-005"], &plan);
 }
 
 #[test]
@@ -194,30 +368,18 @@ fn a_dry_run_creates_nothing() {
     assert!(!journal.exists(), "the dry run wrote a journal");
 }
 
-#[test]
-fn a_safety_halt_cancels_in_flight_work_and_exits_3() {
-    let d = tempfile::tempdir().unwrap();
-    let inv = inventory(d.path(), 40);
-    // Overlapping batches, so that later batches are in flight when the first one fails.
-    let plan_text = std::fs::read_to_string(tuned_plan(d.path())).unwrap();
+/// Overlapping batches with no retries, so that a failing canary halts with later
+/// batches in flight.
+fn halting_plan(dir: &Path) -> std::path::PathBuf {
+    let plan_text = std::fs::read_to_string(tuned_plan(dir)).unwrap();
     let cut = plan_text.find("[policy]").unwrap();
     let plan_text = format!(
         "{}[policy]\nfamily = \"pipelined\"\nbatch_size = 10\nmax_concurrent = 40\ngate = {{ fraction = 0.1, state = \"downloaded\" }}\nretry = {{ max_attempts = 1 }}\nrollback = {{ below = 0.7 }}\n",
         &plan_text[..cut]
     );
-    let plan = d.path().join("halting.toml");
+    let plan = dir.join("halting.toml");
     std::fs::write(&plan, plan_text).unwrap();
-    let emu = Emulator::start(&inv, &["--fail", "gw-000,gw-001,gw-002,gw-003"]);
-    let o = rollout(&plan, &inv, &emu.endpoint, &d.path().join("j.jsonl"), true)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
-    assert!(stderr(&o).contains("halted"), "{}", stderr(&o));
-    assert!(
-        emu.stats()["cancels"].as_u64().unwrap() >= 1,
-        "in-flight work was not cancelled: {}",
-        emu.stats()
-    );
+    plan
 }
 
 #[test]
@@ -302,6 +464,39 @@ fn bad_inventories_and_plans_exit_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("another version"), "{}", stderr(&o));
+    // A malformed endpoint is bad input, in the dry run and with --execute.
+    for execute in [false, true] {
+        let o = rollout(&plan, &inv, "127.0.0.1:9", &journal, execute)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--endpoint"), "{}", stderr(&o));
+    }
+    // A journal of another rollout (another plan) is refused, naming what differs.
+    let other = d.path().join("other.jsonl");
+    let emu = Emulator::start(&inv, &[]);
+    let o = rollout(&plan, &inv, &emu.endpoint, &other, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let edited: String = std::fs::read_to_string(&plan)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("max_concurrent = ") {
+                "max_concurrent = 3\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let edited_path = d.path().join("edited.toml");
+    std::fs::write(&edited_path, edited).unwrap();
+    let o = rollout(&edited_path, &inv, &emu.endpoint, &other, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("plan digest"), "{}", stderr(&o));
     // Missing credentials are named, never printed.
     let o = rollout(&plan, &inv, "http://127.0.0.1:9", &journal, true)
         .env_remove("WIOTP_API_TOKEN")
@@ -341,10 +536,10 @@ fn ctrl_c_stops_cleanly_and_prints_the_resume_command() {
         err.contains("Resume with") && err.contains("--journal") && err.contains("--execute"),
         "{err}"
     );
-    let (_, records, cut) =
-        stagger::live::journal::parse(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let parsed = stagger::live::journal::parse(&text).unwrap();
     assert!(
-        !cut && !records.is_empty(),
+        !parsed.truncated(text.len()) && !parsed.records.is_empty(),
         "the journal is whole after Ctrl-C"
     );
 }
