@@ -99,6 +99,24 @@ pub enum EmulateWhat {
     Watson(EmulateWatsonArgs),
     /// A gateway fleet for AWS IoT Jobs, playing the inventory's things through the device API
     AwsFleet(EmulateAwsArgs),
+    /// A fault-injecting proxy on 127.0.0.1 in front of a loopback platform (e.g. MiniStack)
+    FaultProxy(EmulateProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateProxyArgs {
+    /// The platform to forward to (loopback only), e.g. http://127.0.0.1:4566
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// Faults per request: post500, postslow and postreset strike writes after the
+    /// upstream acted; get503 strikes reads. E.g. post500=0.3,postslow=0.1
+    #[arg(long, default_value = "")]
+    pub faults: String,
+    /// Port on 127.0.0.1 (0 picks a free one; the address is printed on stdout)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

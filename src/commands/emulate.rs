@@ -38,6 +38,23 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             };
             watson::serve(cfg, a.port).map_err(Failure::Runtime)
         }
+        EmulateWhat::FaultProxy(a) => {
+            if !a.upstream.starts_with("http://127.0.0.1")
+                && !a.upstream.starts_with("http://localhost")
+            {
+                return Err(Failure::input(
+                    "the fault proxy only forwards to a loopback upstream (http://127.0.0.1:PORT)",
+                ));
+            }
+            let faults = crate::emulate::proxy::parse_faults(&a.faults)
+                .map_err(|m| InputError::new(format!("--faults: {m}")))?;
+            let cfg = crate::emulate::proxy::Config {
+                upstream: a.upstream.trim_end_matches('/').to_string(),
+                faults,
+                seed: a.seed,
+            };
+            crate::emulate::proxy::serve(cfg, a.port).map_err(Failure::Runtime)
+        }
         EmulateWhat::AwsFleet(a) => {
             if !a.endpoint.starts_with("http://127.0.0.1")
                 && !a.endpoint.starts_with("http://localhost")

@@ -2,4 +2,5 @@
 //! the simulator's world model (durations and fault rates), sped up by a factor.
 
 pub mod aws;
+pub mod proxy;
 pub mod watson;
