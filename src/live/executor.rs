@@ -529,7 +529,6 @@ impl<'a> Live<'a> {
         if wall < self.survey.next_ms {
             return Ok(());
         }
-        self.journal.sync().map_err(io)?;
         let ops = match self.backend.survey() {
             Ok(ops) => ops,
             Err(e) => {
@@ -608,7 +607,6 @@ impl<'a> Live<'a> {
                 .get(&intent)
                 .and_then(|u| u.gws.iter().find_map(|g| self.ops.get(g)))
                 .map_or(0, |op| op.phase);
-            self.journal.sync().map_err(io)?;
             match self.backend.lookup(phase, &intent) {
                 Ok(Some(reference)) => {
                     self.call_ok();
@@ -718,29 +716,45 @@ impl<'a> Live<'a> {
                 .push((*g, op.attempt));
         }
         let max = self.backend.max_batch().max(1);
-        for ((phase, _), all) in groups {
-            for group in all.chunks(max) {
-                if self.wall_ms() < self.sends.next_ms {
-                    return Ok(());
-                }
-                self.send(phase, group)?;
+        let batches: Vec<(usize, Vec<(u32, u32)>)> = groups
+            .into_iter()
+            .flat_map(|((phase, _), all)| {
+                all.chunks(max)
+                    .map(|c| (phase, c.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        // Group commit: every intent of this round is on disk before the platform hears of any.
+        let mut intents = Vec::new();
+        for (phase, group) in &batches {
+            let intent = self.intent(*phase, group);
+            self.record(Record::Send {
+                t,
+                intent: intent.clone(),
+                phase: *phase as u8,
+                gws: group.iter().map(|(g, _)| *g).collect(),
+                attempts: group.iter().map(|(_, a)| *a).collect(),
+            })?;
+            intents.push(intent);
+        }
+        self.journal.sync().map_err(io)?;
+        for ((phase, group), intent) in batches.iter().zip(intents) {
+            if self.wall_ms() < self.sends.next_ms {
+                // Backing off: these were never sent.
+                let t = self.plan_now().millis();
+                self.record(Record::Lost { t, intent })?;
+                continue;
             }
+            self.send(*phase, group, intent)?;
         }
         Ok(())
     }
 
-    fn send(&mut self, phase: usize, group: &[(u32, u32)]) -> Result<(), Failure> {
-        let intent = self.intent(phase, group);
-        let t = self.plan_now().millis();
-        self.record(Record::Send {
-            t,
-            intent: intent.clone(),
-            phase: phase as u8,
-            gws: group.iter().map(|(g, _)| *g).collect(),
-            attempts: group.iter().map(|(_, a)| *a).collect(),
-        })?;
-        // The intent is on disk before the platform hears of it.
-        self.journal.sync().map_err(io)?;
+    /// Sends one request whose intent is already journaled, and journals the outcome.
+    fn send(&mut self, phase: usize, group: &[(u32, u32)], intent: String) -> Result<(), Failure> {
         let devices: Vec<&super::inventory::Device> = group
             .iter()
             .map(|(g, _)| &self.inv.devices[*g as usize])
@@ -769,10 +783,7 @@ impl<'a> Live<'a> {
                 let wall = self.wall_ms();
                 let base = self.poll_wall_ms();
                 self.sends.fail(wall, base);
-                self.record(Record::Lost {
-                    t,
-                    intent: intent.clone(),
-                })?;
+                self.record(Record::Lost { t, intent })?;
                 if matches!(e, CallError::Throttled(_)) && phase == 0 {
                     // The service refused work: the engine's backoff and window hear of it.
                     for (gw, attempt) in group {
@@ -840,7 +851,6 @@ impl<'a> Live<'a> {
             if self.polls.get(&r).is_some_and(|p| p.next_ms > wall) {
                 continue;
             }
-            self.journal.sync().map_err(io)?;
             let statuses = match self.backend.status(&r) {
                 Ok(s) => {
                     self.call_ok();
@@ -934,14 +944,13 @@ impl<'a> Live<'a> {
         if !self.surveyed {
             self.run_survey()?;
         }
+        // Observe first, then act on everything observed in one group-committed round.
+        self.resolve_unconfirmed()?;
+        self.poll_platform()?;
         self.tick()?;
         self.answer_checks()?;
-        self.resolve_unconfirmed()?;
         self.send_pending()?;
         self.cancel_halted()?;
-        self.poll_platform()?;
-        self.answer_checks()?;
-        self.tick()?;
         Ok(self.surveyed
             && self.engine.is_done()
             && self.ops.is_empty()

@@ -4,7 +4,8 @@
 //! (before the call, and its answer after). Recovery replays it; nothing is reconstructed.
 //!
 //! Records are group-committed: `append` buffers, `sync` reaches the disk, and the driver
-//! syncs before every external call. The header is created atomically, and a lock file
+//! syncs before every call that can change the platform (a request, a cancel). Reads need
+//! no sync: an observation lost in a crash is observed again. The header is created atomically, and a lock file
 //! beside the journal keeps a second executor out.
 
 use std::fs::{File, OpenOptions};
