@@ -24,7 +24,7 @@ enum Fate {
 fn fate(x: u8, gw: u32, bad_release: bool) -> Fate {
     if bad_release {
         // Every even gateway that installs the bad image fails its health check.
-        return if gw % 2 == 0 {
+        return if gw.is_multiple_of(2) {
             Fate::Health
         } else {
             Fate::Succeed
@@ -183,7 +183,7 @@ fn drive(policy: Policy, n: usize, luck: &[u8], bad_release: bool) -> Run {
                     let x = luck[(k + gw as usize) % luck.len()];
                     k += 1;
                     let facts = Facts {
-                        cpu_pct: Some(if x % 4 == 0 { 90.0 } else { 10.0 }),
+                        cpu_pct: Some(if x.is_multiple_of(4) { 90.0 } else { 10.0 }),
                         ..Facts::unknown()
                     };
                     engine.handle(now, Observation::Checked { gw, facts });

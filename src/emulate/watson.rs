@@ -208,7 +208,7 @@ impl State {
             let status = if d.busy_until.is_some_and(|t| t > now) {
                 *seen.overlapping.entry(device.clone()).or_default() += 1;
                 REFUSED_BUSY
-            } else if action == "firmware/update" && !d.downloaded_at.is_some_and(|t| t <= now) {
+            } else if action == "firmware/update" && d.downloaded_at.is_none_or(|t| t > now) {
                 REFUSED_NOT_DOWNLOADED
             } else {
                 d.busy_until = Some(finish);

@@ -459,7 +459,7 @@ impl<'a> Live<'a> {
             }
             Command::Check { gw } => self.checks.push(gw),
             Command::Cancel { gw, attempt } => {
-                if !self.ops.get(&gw).is_some_and(|op| op.attempt == attempt) {
+                if self.ops.get(&gw).is_none_or(|op| op.attempt != attempt) {
                     return;
                 }
                 if self.engine.status(gw) == Status::InFlight && self.engine.attempts(gw) == attempt

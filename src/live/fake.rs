@@ -156,7 +156,7 @@ impl Backend for FakePlatform {
         }
         self.seen.max_in_flight = self.seen.max_in_flight.max(self.ends.len());
         self.submits += 1;
-        if self.ambiguous_every > 0 && self.submits % self.ambiguous_every == 0 {
+        if self.ambiguous_every > 0 && self.submits.is_multiple_of(self.ambiguous_every) {
             return Err(CallError::Ambiguous("answered 500 after acting".into()));
         }
         Ok(reference)

@@ -157,13 +157,19 @@ pub enum Obs {
         attempt: u32,
         cause: String,
     },
+    /// Facts a backend could not read are left out (unknown).
     Checked {
         gw: u32,
         online: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         cpu_pct: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         disk_mb: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         battery_pct: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         busy: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         stable_ms: Option<u64>,
     },
     Latency {

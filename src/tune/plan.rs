@@ -74,8 +74,7 @@ impl PlanFile {
     pub fn to_toml(&self) -> Result<String, String> {
         let body = toml::to_string(self).map_err(|e| e.to_string())?;
         Ok(format!(
-            "# A rollout plan written by `stagger tune`. Replay it with\n#   stagger simulate {} --plan THIS_FILE --seed N\n# and run it with `stagger rollout --plan THIS_FILE ...` (a dry run unless --execute).\n\n{body}",
-            self.scenario.path
+            "# A rollout plan written by `stagger tune`. Replay it with\n#   stagger simulate SCENARIO --plan THIS_FILE --seed N\n# and run it with `stagger rollout --plan THIS_FILE ...` (a dry run unless --execute).\n# The scenario path below is relative to this file.\n\n{body}"
         ))
     }
 
