@@ -10,12 +10,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
-# The AWS backend is tested against MiniStack, a real AWS emulator from PyPI, in a cached venv.
+# The AWS backend is tested against MiniStack, a real AWS emulator from PyPI, behind a proxy that
+# verifies every signature with botocore's signer; both live in a cached venv.
 venv=target/ministack-venv
-if [ ! -x "$venv/bin/ministack" ]; then
-  echo "installing MiniStack into $venv" >&2
+if [ ! -x "$venv/bin/ministack" ] || ! "$venv/bin/python" -c "import botocore" 2>/dev/null; then
+  echo "installing MiniStack and botocore into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q ministack
+  "$venv/bin/pip" install -q ministack botocore
 fi
 export STAGGER_MINISTACK="$PWD/$venv/bin/ministack"
 

@@ -43,8 +43,34 @@ fn with_creds(c: &mut Command) -> &mut Command {
         .env_remove("AWS_SESSION_TOKEN")
 }
 
-/// Starts MiniStack on a free loopback port and waits for its health endpoint.
-fn ministack() -> (Proc, String) {
+/// MiniStack on a free loopback port, behind the SigV4-verifying proxy (botocore's signer):
+/// every AWS call of these tests must verify, as it must on AWS.
+struct Aws {
+    _ministack: Proc,
+    _proxy: Proc,
+    /// The proxy: what clients talk to.
+    endpoint: String,
+}
+
+impl Aws {
+    fn sigv4_stats(&self) -> Value {
+        let body = ureq::get(&format!("{}/_sigv4/stats", self.endpoint))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Every request so far verified under botocore's signer.
+    fn assert_all_verified(&self) {
+        let s = self.sigv4_stats();
+        assert_eq!(s["rejected"], 0, "requests failed SigV4 verification: {s}");
+        assert!(s["verified"].as_u64().unwrap() > 0, "{s}");
+    }
+}
+
+fn ministack() -> Aws {
     let bin = ministack_bin();
     assert!(bin.exists(), "MiniStack is needed: run scripts/test.sh (it installs it into target/ministack-venv), or set STAGGER_MINISTACK");
     let port = free_port();
@@ -57,18 +83,42 @@ fn ministack() -> (Proc, String) {
             .spawn()
             .unwrap(),
     );
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let upstream = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(60) {
-        if ureq::get(&format!("{endpoint}/_ministack/health"))
-            .call()
-            .is_ok()
-        {
-            return (guard, endpoint);
-        }
+    while ureq::get(&format!("{upstream}/_ministack/health"))
+        .call()
+        .is_err()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "MiniStack did not become healthy on {upstream}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("MiniStack did not become healthy on {endpoint}");
+    let python = bin.with_file_name("python");
+    let mut c = Command::new(python);
+    with_creds(&mut c);
+    let mut child = c
+        .arg(root().join("tests/support/sigv4_proxy.py"))
+        .arg(&upstream)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the SigV4 proxy starts")
+        .to_string();
+    Aws {
+        _ministack: guard,
+        _proxy: Proc(child),
+        endpoint,
+    }
 }
 
 fn fleet(endpoint: &str, inv: &Path, fail: &str) -> Proc {
@@ -191,7 +241,8 @@ fn assert_platform_safe(c: &mut Signed, n: usize, failing: &[&str], plan: &Path)
 #[test]
 fn ministack_killed_at_several_moments_then_finished_updates_every_thing_once() {
     let d = tempfile::tempdir().unwrap();
-    let (_ms, endpoint) = ministack();
+    let aws = ministack();
+    let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 40);
     let plan = tuned_plan(d.path());
     let failing = ["gw-007", "gw-021"];
@@ -227,6 +278,7 @@ fn ministack_killed_at_several_moments_then_finished_updates_every_thing_once() 
         );
     }
     assert_platform_safe(&mut c, 40, &failing, &plan);
+    aws.assert_all_verified();
     let text = std::fs::read_to_string(&journal).unwrap() + &out + &err;
     assert!(
         !text.contains(SECRET) && !text.contains(AKID),
@@ -265,7 +317,8 @@ fn fault_proxy(upstream: &str, faults: &str) -> (Proc, String) {
 #[test]
 fn ministack_writes_answered_500_or_too_late_lose_and_double_nothing() {
     let d = tempfile::tempdir().unwrap();
-    let (_ms, endpoint) = ministack();
+    let aws = ministack();
+    let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 40);
     // Small batches, so that many jobs are created through the flaky proxy.
     let tuned = std::fs::read_to_string(tuned_plan(d.path())).unwrap();
@@ -310,12 +363,14 @@ fn ministack_writes_answered_500_or_too_late_lose_and_double_nothing() {
     assert!(injected >= 6, "too few faults to mean anything: {stats}");
     let mut c = client(&endpoint);
     assert_platform_safe(&mut c, 40, &[], &plan);
+    aws.assert_all_verified();
 }
 
 #[test]
 fn ministack_dry_run_creates_no_job() {
     let d = tempfile::tempdir().unwrap();
-    let (_ms, endpoint) = ministack();
+    let aws = ministack();
+    let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 12);
     let plan = tuned_plan(d.path());
     let o = rollout(&plan, &inv, &endpoint, &d.path().join("j.jsonl"), false)
@@ -331,4 +386,55 @@ fn ministack_dry_run_creates_no_job() {
         "the dry run created a job: {jobs}"
     );
     let _: Value = jobs;
+    aws.assert_all_verified();
+}
+
+/// Signs a GET over `host` and `content-type` but sends no content-type: the bug that made
+/// every GET of the first version fail on real AWS.
+fn signed_over_an_unsent_header(url: &str) -> Vec<(String, String)> {
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let identity = Credentials::new(AKID, SECRET, None, None, "test").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("iot")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+    let claimed = [("host", host), ("content-type", "application/json")];
+    let req =
+        SignableRequest::new("GET", url, claimed.into_iter(), SignableBody::Bytes(b"")).unwrap();
+    let (instructions, _) = sign(req, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_verifying_proxy_can_fail_and_our_signer_passes_it() {
+    let aws = ministack();
+    let mut c = client(&aws.endpoint);
+    c.call("GET", "/jobs", None, "iot").unwrap();
+    c.call("POST", "/things/probe", Some(&serde_json::json!({})), "iot")
+        .unwrap();
+    aws.assert_all_verified();
+    let url = format!("{}/jobs", aws.endpoint);
+    let mut req = ureq::get(&url);
+    for (k, v) in signed_over_an_unsent_header(&url) {
+        req = req.set(&k, &v);
+    }
+    match req.call() {
+        Err(ureq::Error::Status(403, r)) => {
+            let body = r.into_string().unwrap();
+            assert!(body.contains("does not send"), "{body}");
+        }
+        other => panic!("a signature over an unsent header was accepted: {other:?}"),
+    }
+    assert_eq!(aws.sigv4_stats()["rejected"], 1);
 }

@@ -103,11 +103,11 @@ pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
         let mut up = agent.request(&method, &format!("{}{url}", cfg.upstream));
         for h in req.headers() {
             let name = h.field.as_str().as_str();
-            if !hop_by_hop(name) && !name.eq_ignore_ascii_case("host") {
+            // Host too: a signature covers the host the client signed for.
+            if !hop_by_hop(name) {
                 up = up.set(name, h.value.as_str());
             }
         }
-        // The signed host is the proxy's; MiniStack routes by path, not by host.
         let answer = if body.is_empty() && !writes {
             up.call()
         } else {

@@ -602,11 +602,7 @@ impl<'a> Live<'a> {
             .map(|(i, _)| i.clone())
             .collect();
         for intent in due {
-            let phase = self
-                .unconfirmed
-                .get(&intent)
-                .and_then(|u| u.gws.iter().find_map(|g| self.ops.get(g)))
-                .map_or(0, |op| op.phase);
+            let phase = self.unconfirmed.get(&intent).map_or(0, |u| u.phase);
             match self.backend.lookup(phase, &intent) {
                 Ok(Some(reference)) => {
                     self.call_ok();
@@ -703,10 +699,19 @@ impl<'a> Live<'a> {
                 reference,
             })?;
         }
+        // An earlier request whose fate is still unknown may be running on these gateways.
+        let unresolved: BTreeSet<u32> = self
+            .unconfirmed
+            .values()
+            .flat_map(|u| u.gws.iter().copied())
+            .collect();
         let mut groups: BTreeMap<(usize, String), Vec<(u32, u32)>> = BTreeMap::new();
         for (g, op) in &self.ops {
             // One running attempt per gateway: wait for an earlier one to end.
-            if op.sending != Sending::Pending || self.zombies.contains_key(g) {
+            if op.sending != Sending::Pending
+                || self.zombies.contains_key(g)
+                || unresolved.contains(g)
+            {
                 continue;
             }
             let key = self.backend.batch_key(&self.inv.devices[*g as usize]);
