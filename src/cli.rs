@@ -222,7 +222,7 @@ pub struct SweepArgs {
     /// Output directory (default: results/<scenario name>)
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Run only shard I of N (0-based), or `auto` from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT
+    /// Run only shard I of N (1-based: 1/N … N/N), or `auto` from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT
     /// or JOB_COMPLETION_INDEX/STAGGER_SHARD_COUNT; combine shards with `stagger merge`
     #[arg(long, value_name = "I/N|auto")]
     pub shard: Option<String>,

@@ -239,7 +239,7 @@ fn assert_platform_safe(c: &mut Signed, n: usize, failing: &[&str], plan: &Path)
 }
 
 #[test]
-fn ministack_killed_at_several_moments_then_finished_updates_every_thing_once() {
+fn ministack_killed_at_ten_moments_then_finished_updates_every_thing_once() {
     let d = tempfile::tempdir().unwrap();
     let aws = ministack();
     let endpoint = aws.endpoint.clone();
@@ -250,7 +250,7 @@ fn ministack_killed_at_several_moments_then_finished_updates_every_thing_once() 
     let journal = d.path().join("journal.jsonl");
     let mut c = client(&endpoint);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    for _ in 0..6 {
+    for _ in 0..10 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -259,7 +259,7 @@ fn ministack_killed_at_several_moments_then_finished_updates_every_thing_once() 
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(500 + x % 2000));
+        std::thread::sleep(Duration::from_millis(300 + x % 1500));
         if run.try_wait().unwrap().is_none() {
             run.kill().unwrap(); // SIGKILL mid-way
         }

@@ -54,8 +54,8 @@ fn outputs_are_byte_identical_for_any_threads_and_sharding() {
     sweep(&one, &["--threads", "1"]);
     sweep(&two, &["--threads", "2"]);
     same_files(&one, &two);
-    sweep(&s0, &["--shard", "0/2"]);
-    sweep(&s1, &["--shard", "1/2"]);
+    sweep(&s0, &["--shard", "1/2"]);
+    sweep(&s1, &["--shard", "2/2"]);
     assert!(
         !s0.join("summary.csv").exists(),
         "a shard writes no summary"
@@ -93,7 +93,7 @@ fn outputs_are_byte_identical_for_any_threads_and_sharding() {
 fn merge_refuses_incomplete_or_foreign_shards() {
     let d = tempfile::tempdir().unwrap();
     let (s0, s1, other) = (d.path().join("s0"), d.path().join("s1"), d.path().join("x"));
-    sweep(&s0, &["--shard", "0/2"]);
+    sweep(&s0, &["--shard", "1/2"]);
     let o = run(&[
         "merge",
         s0.to_str().unwrap(),
@@ -102,8 +102,8 @@ fn merge_refuses_incomplete_or_foreign_shards() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
-    sweep(&s1, &["--shard", "1/2"]);
-    sweep(&other, &["--shard", "1/2", "--seed", "77"]);
+    sweep(&s1, &["--shard", "2/2"]);
+    sweep(&other, &["--shard", "2/2", "--seed", "77"]);
     let o = run(&[
         "merge",
         s0.to_str().unwrap(),

@@ -37,13 +37,20 @@ pub fn parse_shard(s: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shar
         }
     } else {
         let (a, b) = s.split_once('/').ok_or_else(|| {
-            InputError::new(format!("--shard `{s}`: expected I/N (e.g. 0/4) or auto"))
+            InputError::new(format!("--shard `{s}`: expected I/N (e.g. 1/4) or auto"))
         })?;
-        (num("I", a)?, num("N", b)?)
+        let (i, n) = (num("I", a)?, num("N", b)?);
+        if i == 0 || i > n {
+            return Err(InputError::new(format!(
+                "--shard {s}: shards are numbered from 1, as in cargo-nextest and Jest: 1/{n} … {n}/{n}"
+            )));
+        }
+        (i - 1, n)
     };
     if count == 0 || part >= count {
         return Err(InputError::new(format!(
-            "--shard: part {part} of {count} is out of range (parts are 0..{count})"
+            "--shard: part {} of {count} is out of range (parts are 1..={count})",
+            part + 1
         )));
     }
     Ok(Shard { part, count })
@@ -106,11 +113,18 @@ mod tests {
 
     #[test]
     fn shards_from_flags_and_schedulers() {
+        // Flags are 1-based, as in cargo-nextest and Jest.
         assert_eq!(
-            parse_shard("1/4", env(&[])).unwrap(),
+            parse_shard("2/4", env(&[])).unwrap(),
             Shard { part: 1, count: 4 }
         );
-        assert!(parse_shard("4/4", env(&[])).is_err());
+        assert_eq!(
+            parse_shard("4/4", env(&[])).unwrap(),
+            Shard { part: 3, count: 4 }
+        );
+        let e = parse_shard("0/4", env(&[])).unwrap_err().to_string();
+        assert!(e.contains("numbered from 1") && e.contains("1/4"), "{e}");
+        assert!(parse_shard("5/4", env(&[])).is_err());
         assert!(parse_shard("x", env(&[])).is_err());
         let slurm = [
             ("SLURM_ARRAY_TASK_ID", "3"),
