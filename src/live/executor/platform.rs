@@ -1,0 +1,476 @@
+//! The driver's calls to the platform: the survey on start, lookups of unconfirmed
+//! requests, group-committed sends, cancels after a halt, and polls that turn platform state
+//! into observations. Each is one try; a failure sets a retry timer of the loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{io, Live, Retry, Sending, MAX_AUTH_FAILURES};
+use crate::engine::{Cause, Facts, Observation};
+use crate::error::Failure;
+use crate::live::backend::OpState as PlatformState;
+use crate::live::http::CallError;
+use crate::live::inventory::Device;
+use crate::live::journal::{self, Obs, Record};
+use crate::scenario::InputError;
+
+fn cause_of(phase: usize, phases: usize, why: &str) -> Cause {
+    match why {
+        "TIMED_OUT" => Cause::Timeout,
+        "CANCELED" => Cause::Cancelled,
+        "REJECTED" | "REMOVED" => Cause::Unreachable,
+        _ if phase + 1 < phases => Cause::Download,
+        _ => Cause::Install,
+    }
+}
+
+impl Live<'_> {
+    pub(super) fn note_call_error(&mut self, e: &CallError) -> Result<(), Failure> {
+        match e {
+            CallError::Auth(m) => {
+                self.auth_failures += 1;
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    return Err(Failure::Runtime(format!(
+                        "the backend keeps refusing the credentials ({m}); check them and re-run the same command to resume"
+                    )));
+                }
+            }
+            _ => {
+                if self.opts.log {
+                    eprintln!("rollout: will retry: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn call_ok(&mut self) {
+        self.auth_failures = 0;
+    }
+
+    /// Asks the platform for every operation of this firmware. Unconfirmed sends are
+    /// resolved by the intent they carry; operations unknown to the journal become orphans.
+    pub(super) fn run_survey(&mut self) -> Result<(), Failure> {
+        let wall = self.wall_ms();
+        if wall < self.survey.next_ms {
+            return Ok(());
+        }
+        let ops = match self.backend.survey() {
+            Ok(ops) => ops,
+            Err(e) => {
+                self.note_call_error(&e)?;
+                let base = self.poll_wall_ms();
+                self.survey.fail(wall, base);
+                return Ok(());
+            }
+        };
+        self.call_ok();
+        let t = self.plan_now().millis();
+        for op in ops {
+            if let Some(intent) = op
+                .intent
+                .as_ref()
+                .filter(|i| self.unconfirmed.contains_key(*i))
+            {
+                self.record(Record::Sent {
+                    t,
+                    intent: intent.clone(),
+                    reference: op.reference.clone(),
+                })?;
+                continue;
+            }
+            if self.known.contains(&op.reference) {
+                continue;
+            }
+            for d in &op.devices {
+                if let Some(&g) = self.index.get(&d.device) {
+                    self.orphans
+                        .entry(g)
+                        .or_default()
+                        .push_back((op.phase, op.reference.clone()));
+                }
+            }
+        }
+        // What the survey did not find is looked up again once it has had time to land.
+        for u in self.unconfirmed.values_mut() {
+            u.lookups = u.lookups.max(1);
+            u.next_lookup_ms = u.next_lookup_ms.max(wall);
+        }
+        self.surveyed = true;
+        Ok(())
+    }
+
+    pub(super) fn poll_wall_ms(&self) -> u64 {
+        ((self.opts.poll.millis() as f64 / self.scale) as u64).max(1)
+    }
+
+    pub(super) fn answer_checks(&mut self) -> Result<(), Failure> {
+        // No backend here reports pre-check facts yet; unknown facts never block.
+        for gw in std::mem::take(&mut self.checks) {
+            let t = self.plan_now().millis();
+            self.record(Record::Obs {
+                t,
+                o: Obs::from(&Observation::Checked {
+                    gw,
+                    facts: Facts::unknown(),
+                }),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn resolve_unconfirmed(&mut self) -> Result<(), Failure> {
+        let wall = self.wall_ms();
+        let due: Vec<String> = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, u)| u.next_lookup_ms <= wall)
+            .map(|(i, _)| i.clone())
+            .collect();
+        for intent in due {
+            let phase = self.unconfirmed.get(&intent).map_or(0, |u| u.phase);
+            match self.backend.lookup(phase, &intent) {
+                Ok(Some(reference)) => {
+                    self.call_ok();
+                    let t = self.plan_now().millis();
+                    self.record(Record::Sent {
+                        t,
+                        intent,
+                        reference,
+                    })?;
+                }
+                Ok(None) => {
+                    self.call_ok();
+                    let settle = self.opts.settle_ms;
+                    let Some(u) = self.unconfirmed.get_mut(&intent) else {
+                        continue;
+                    };
+                    u.lookups += 1;
+                    if u.lookups >= 2 && wall >= u.sent_ms + settle {
+                        let t = self.plan_now().millis();
+                        self.record(Record::Lost { t, intent })?;
+                    } else {
+                        u.next_lookup_ms = wall + settle;
+                    }
+                }
+                Err(e) => {
+                    self.note_call_error(&e)?;
+                    let settle = self.opts.settle_ms;
+                    if let Some(u) = self.unconfirmed.get_mut(&intent) {
+                        u.next_lookup_ms = wall + settle;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Intent id of a request: a digest of everything that defines it, so that the same
+    /// request after a crash or a lost journal carries the same key.
+    pub(super) fn intent(&self, phase: usize, group: &[(u32, u32)]) -> String {
+        let mut parts: Vec<Vec<u8>> =
+            vec![self.firmware_digest.clone().into_bytes(), vec![phase as u8]];
+        for (g, a) in group {
+            parts.push(self.inv.devices[*g as usize].id.clone().into_bytes());
+            parts.push(a.to_le_bytes().to_vec());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        journal::digest(&refs)[..24].to_string()
+    }
+
+    pub(super) fn send_pending(&mut self) -> Result<(), Failure> {
+        let t = self.plan_now().millis();
+        // Ops the halt cancelled before they were sent end here.
+        let dropped: Vec<(u32, u32)> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| op.cancelled && op.sending == Sending::Pending)
+            .map(|(g, op)| (*g, op.attempt))
+            .collect();
+        for (gw, attempt) in dropped {
+            self.record(Record::Obs {
+                t,
+                o: Obs::Failed {
+                    gw,
+                    attempt,
+                    cause: "cancelled".into(),
+                },
+            })?;
+        }
+        if !self.surveyed || self.wall_ms() < self.sends.next_ms {
+            return Ok(());
+        }
+        // Take what the platform already has (crash or lost journal) before sending anything.
+        let adoptable: Vec<(u32, u32, usize, String)> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| op.sending == Sending::Pending)
+            .filter_map(|(g, op)| {
+                let (phase, r) = self.orphans.get(g)?.front()?;
+                (*phase == op.phase).then(|| (*g, op.attempt, op.phase, r.clone()))
+            })
+            .collect();
+        for (gw, attempt, phase, reference) in adoptable {
+            if self.opts.log {
+                eprintln!(
+                    "rollout: {} already has {} on the platform; taken as attempt {attempt}",
+                    self.inv.devices[gw as usize].id, reference
+                );
+            }
+            self.record(Record::Adopt {
+                t,
+                gw,
+                attempt,
+                phase: phase as u8,
+                reference,
+            })?;
+        }
+        // An earlier request whose fate is still unknown may be running on these gateways.
+        let unresolved: BTreeSet<u32> = self
+            .unconfirmed
+            .values()
+            .flat_map(|u| u.gws.iter().copied())
+            .collect();
+        let mut groups: BTreeMap<(usize, String), Vec<(u32, u32)>> = BTreeMap::new();
+        for (g, op) in &self.ops {
+            // One running attempt per gateway: wait for an earlier one to end.
+            if op.sending != Sending::Pending
+                || self.zombies.contains_key(g)
+                || unresolved.contains(g)
+            {
+                continue;
+            }
+            let key = self.backend.batch_key(&self.inv.devices[*g as usize]);
+            groups
+                .entry((op.phase, key))
+                .or_default()
+                .push((*g, op.attempt));
+        }
+        let max = self.backend.max_batch().max(1);
+        let batches: Vec<(usize, Vec<(u32, u32)>)> = groups
+            .into_iter()
+            .flat_map(|((phase, _), all)| {
+                all.chunks(max)
+                    .map(|c| (phase, c.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        // Group commit: every intent of this round is on disk before the platform hears of any.
+        let mut intents = Vec::new();
+        for (phase, group) in &batches {
+            let intent = self.intent(*phase, group);
+            self.record(Record::Send {
+                t,
+                intent: intent.clone(),
+                phase: *phase as u8,
+                gws: group.iter().map(|(g, _)| *g).collect(),
+                attempts: group.iter().map(|(_, a)| *a).collect(),
+            })?;
+            intents.push(intent);
+        }
+        self.journal.sync().map_err(io)?;
+        for ((phase, group), intent) in batches.iter().zip(intents) {
+            if self.wall_ms() < self.sends.next_ms {
+                // Backing off: these were never sent.
+                let t = self.plan_now().millis();
+                self.record(Record::Lost { t, intent })?;
+                continue;
+            }
+            self.send(*phase, group, intent)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one request whose intent is already journaled, and journals the outcome.
+    pub(super) fn send(
+        &mut self,
+        phase: usize,
+        group: &[(u32, u32)],
+        intent: String,
+    ) -> Result<(), Failure> {
+        let devices: Vec<&Device> = group
+            .iter()
+            .map(|(g, _)| &self.inv.devices[*g as usize])
+            .collect();
+        let result = self.backend.submit(phase, &intent, &devices);
+        let t = self.plan_now().millis();
+        match result {
+            Ok(reference) => {
+                self.call_ok();
+                self.sends = Retry::default();
+                self.record(Record::Sent {
+                    t,
+                    intent,
+                    reference,
+                })
+            }
+            // May have been created: it stays unconfirmed until it is looked up.
+            Err(CallError::Ambiguous(m)) => {
+                if self.opts.log {
+                    eprintln!("rollout: no clear answer ({m}); will look the request up before anything else");
+                }
+                Ok(())
+            }
+            Err(e @ (CallError::Throttled(_) | CallError::Transient(_) | CallError::Auth(_))) => {
+                self.note_call_error(&e)?;
+                let wall = self.wall_ms();
+                let base = self.poll_wall_ms();
+                self.sends.fail(wall, base);
+                self.record(Record::Lost { t, intent })?;
+                if matches!(e, CallError::Throttled(_)) && phase == 0 {
+                    // The service refused work: the engine's backoff and window hear of it.
+                    for (gw, attempt) in group {
+                        self.record(Record::Obs {
+                            t,
+                            o: Obs::Rejected {
+                                gw: *gw,
+                                attempt: *attempt,
+                            },
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(Failure::Input(InputError::new(format!(
+                "the backend refused the request: {e}"
+            )))),
+        }
+    }
+
+    pub(super) fn cancel_halted(&mut self) -> Result<(), Failure> {
+        if !self.backend.can_cancel() {
+            return Ok(());
+        }
+        let mut by_ref: BTreeMap<String, bool> = BTreeMap::new();
+        for op in self.ops.values() {
+            if let Sending::Running(r) = &op.sending {
+                let all = by_ref.entry(r.clone()).or_insert(true);
+                *all &= op.cancelled;
+            }
+        }
+        for (r, all) in by_ref {
+            if !all || self.cancelled_refs.contains(&r) {
+                continue;
+            }
+            self.journal.sync().map_err(io)?;
+            match self.backend.cancel(&r) {
+                Ok(()) => {
+                    self.call_ok();
+                    self.cancelled_refs.insert(r);
+                }
+                Err(e) => self.note_call_error(&e)?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn poll_platform(&mut self) -> Result<(), Failure> {
+        let wall = self.wall_ms();
+        if wall < self.next_poll_ms {
+            return Ok(());
+        }
+        self.next_poll_ms = wall + self.poll_wall_ms();
+        let mut refs: BTreeSet<String> = self
+            .ops
+            .values()
+            .filter_map(|op| match &op.sending {
+                Sending::Running(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        refs.extend(self.zombies.values().flatten().map(|(r, _)| r.clone()));
+        let phases = self.backend.phases().len();
+        for r in refs {
+            if self.polls.get(&r).is_some_and(|p| p.next_ms > wall) {
+                continue;
+            }
+            let statuses = match self.backend.status(&r) {
+                Ok(s) => {
+                    self.call_ok();
+                    self.polls.remove(&r);
+                    s
+                }
+                Err(e) => {
+                    self.note_call_error(&e)?;
+                    let base = self.poll_wall_ms();
+                    self.polls.entry(r.clone()).or_default().fail(wall, base);
+                    continue;
+                }
+            };
+            for s in statuses {
+                if !s.state.is_terminal() {
+                    continue;
+                }
+                let Some(&gw) = self.index.get(&s.device) else {
+                    continue;
+                };
+                let t = self.plan_now().millis();
+                let current = self
+                    .ops
+                    .get(&gw)
+                    .filter(|op| op.sending == Sending::Running(r.clone()))
+                    .cloned();
+                if let Some(op) = current {
+                    let o = match &s.state {
+                        PlatformState::Succeeded if op.phase + 1 < phases => {
+                            if op.cancelled {
+                                Obs::Failed {
+                                    gw,
+                                    attempt: op.attempt,
+                                    cause: "cancelled".into(),
+                                }
+                            } else {
+                                Obs::Progress {
+                                    gw,
+                                    attempt: op.attempt,
+                                    phase: "downloaded".into(),
+                                }
+                            }
+                        }
+                        PlatformState::Succeeded => Obs::Succeeded { gw },
+                        PlatformState::Failed(why) => {
+                            let cause = cause_of(op.phase, phases, why);
+                            Obs::from(&Observation::Failed {
+                                gw,
+                                attempt: op.attempt,
+                                cause,
+                            })
+                        }
+                        PlatformState::InProgress => continue,
+                    };
+                    self.record(Record::Obs { t, o })?;
+                } else if let Some(phase) = self
+                    .zombies
+                    .get(&gw)
+                    .and_then(|z| z.iter().find(|(x, _)| *x == r))
+                    .map(|(_, p)| *p)
+                {
+                    if s.state == PlatformState::Succeeded && phase + 1 == phases {
+                        // A late success: the gateway really is updated.
+                        self.record(Record::Obs {
+                            t,
+                            o: Obs::Succeeded { gw },
+                        })?;
+                    } else {
+                        self.record(Record::Ended {
+                            t,
+                            gw,
+                            reference: r.clone(),
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn tick(&mut self) -> Result<(), Failure> {
+        let now = self.plan_now();
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.record(Record::Tick { t: now.millis() })?;
+        }
+        Ok(())
+    }
+}
