@@ -15,6 +15,7 @@ pub mod commands;
 pub mod emulate;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod live;
 pub mod plot;
 pub mod progress;

@@ -42,7 +42,7 @@ pub fn plot(input: &Path, out: Option<&Path>) -> Result<Vec<String>, Failure> {
         let d = SweepData::load(input)?;
         let written = sweep_charts(&d, &out);
         let html = report::html(&d, &out, &written)?;
-        crate::commands::write_file(&out.join("report.html"), html.as_bytes())?;
+        crate::files::write_file(&out.join("report.html"), html.as_bytes())?;
         Ok(written)
     } else {
         let tl = Table::read(input)?;

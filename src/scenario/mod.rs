@@ -3,6 +3,7 @@
 
 pub mod dist;
 pub mod error;
+pub mod grid;
 pub mod locate;
 pub mod overrides;
 pub mod raw;

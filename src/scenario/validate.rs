@@ -734,7 +734,7 @@ fn validate_sweep(
                 format!("names `{}`, which is not a policy here", grid.base),
             ));
         }
-        let base = crate::sweep::grid::grid_base(document, grid)
+        let base = crate::scenario::grid::grid_base(document, grid)
             .map_err(|m| InputError::at_key(&format!("{at}.with"), m))?;
 
         for (param, values) in &grid.params {
@@ -745,7 +745,7 @@ fn validate_sweep(
                 ));
             }
             for v in values {
-                let varied = crate::sweep::grid::set_param(&base, param, v)
+                let varied = crate::scenario::grid::set_param(&base, param, v)
                     .map_err(|m| InputError::at_key(&format!("{at}.params.{param}"), m))?;
                 policy(&varied, &format!("{at}.params.{param}"), gateways)?;
             }

@@ -1,7 +1,7 @@
 //! The configurations a sweep runs: every point of every grid, plus the reference policies.
 
-use super::grid::{self, Point};
 use crate::engine::Policy;
+use crate::scenario::grid::{self, Point};
 use crate::scenario::raw::RawPolicy;
 use crate::scenario::{validate, InputError, Scenario};
 

@@ -3,15 +3,14 @@
 
 pub mod aggregate;
 pub mod config;
-pub mod grid;
 pub mod output;
 pub mod representatives;
 pub mod run;
 
 use std::path::Path;
 
-use crate::commands::write_file;
 use crate::error::Failure;
+use crate::files::write_file;
 use crate::scenario::{self, InputError, Scenario};
 use config::Config;
 use output::Manifest;

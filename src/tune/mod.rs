@@ -10,12 +10,12 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::error::Failure;
+use crate::scenario::grid::Point;
 use crate::scenario::{validate, InputError};
 use crate::simulate::{self, Options};
 use crate::stats::mean_ci95;
 use crate::sweep::aggregate::{ConfigSummary, SUMMARY_METRICS};
 use crate::sweep::config::{Config, REFERENCES};
-use crate::sweep::grid::Point;
 use crate::sweep::output::{Manifest, RunsReader};
 use crate::sweep::representatives::Constraints;
 use crate::sweep::run::{metric_index, seed_for, values};
@@ -124,8 +124,8 @@ fn neighbours(point: &Point) -> Vec<Point> {
 
 fn build(p: &Prepared, base: &Config, point: &Point, id: usize) -> Option<Config> {
     let mut table = match p.good.sweep.as_ref().and_then(|s| s.grids.get(&base.name)) {
-        Some(g) => crate::sweep::grid::grid_base(&p.good.document, g).ok()?,
-        None => crate::sweep::grid::policy_table(&p.good.document, &base.name),
+        Some(g) => crate::scenario::grid::grid_base(&p.good.document, g).ok()?,
+        None => crate::scenario::grid::policy_table(&p.good.document, &base.name),
     };
 
     for (k, v) in point {
