@@ -63,6 +63,9 @@ pub struct RolloutArgs {
     /// Base URL of the device-management API (the control plane for AWS)
     #[arg(long, value_name = "URL")]
     pub endpoint: String,
+    /// AWS IoT data plane (device shadows); defaults to --endpoint
+    #[arg(long, value_name = "URL")]
+    pub data_endpoint: Option<String>,
     /// Version of the firmware being rolled out (goes into the job document or request)
     #[arg(long, value_name = "V")]
     pub firmware_version: String,
@@ -81,6 +84,10 @@ pub struct RolloutArgs {
     /// Polling interval for backend progress, in plan seconds
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub poll_s: f64,
+    /// Run although the backend lacks this signal, leaving the plan's rules that need it blind
+    /// (repeat for each: prechecks, health, throttling, cancel)
+    #[arg(long, value_enum, value_name = "SIGNAL")]
+    pub accept_missing: Vec<crate::live::signals::Signal>,
     /// Go on after a safety halt recorded in the journal; names the halt's kind
     /// (rollback or defect), and is journaled so that later re-runs go on too
     #[arg(long, value_name = "KIND")]

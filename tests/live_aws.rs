@@ -122,6 +122,10 @@ fn ministack() -> Aws {
 }
 
 fn fleet(endpoint: &str, inv: &Path, fail: &str) -> Proc {
+    fleet_with(endpoint, inv, fail, &[])
+}
+
+fn fleet_with(endpoint: &str, inv: &Path, fail: &str, sets: &[&str]) -> Proc {
     let mut c = bin();
     with_creds(&mut c)
         .args([
@@ -143,6 +147,7 @@ fn fleet(endpoint: &str, inv: &Path, fail: &str) -> Proc {
             "--set",
             "failures.enabled=false",
         ])
+        .args(sets.iter().flat_map(|kv| ["--set", kv]))
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
@@ -437,4 +442,141 @@ fn the_verifying_proxy_can_fail_and_our_signer_passes_it() {
         other => panic!("a signature over an unsent header was accepted: {other:?}"),
     }
     assert_eq!(aws.sigv4_stats()["rejected"], 1);
+}
+
+fn set_battery(c: &mut Signed, thing: &str, pct: f64) {
+    let body = serde_json::json!({ "state": { "reported": { "battery_pct": pct } } });
+    c.call(
+        "POST",
+        &format!("/things/{thing}/shadow"),
+        Some(&body),
+        "iotdata",
+    )
+    .unwrap();
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn ministack_shadows_hold_back_low_battery_things_until_they_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let aws = ministack();
+    let endpoint = aws.endpoint.clone();
+    let inv = inventory(d.path(), 20);
+    let plan = tuned_plan(d.path());
+    assert!(
+        std::fs::read_to_string(&plan)
+            .unwrap()
+            .contains("min_battery_pct = 50"),
+        "the plan checks batteries"
+    );
+    let _fleet = fleet(&endpoint, &inv, "");
+    let mut c = client(&endpoint);
+    let low = ["gw-001", "gw-002", "gw-003"];
+    for i in 0..20 {
+        let thing = format!("gw-{i:03}");
+        let pct = if low.contains(&thing.as_str()) {
+            10.0
+        } else {
+            90.0
+        };
+        set_battery(&mut c, &thing, pct);
+    }
+    let journal = d.path().join("j.jsonl");
+    let run = rollout(&plan, &inv, &endpoint, &journal, true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until most of the fleet is done; the three low batteries must not have started.
+    let t0 = Instant::now();
+    loop {
+        let done = (0..20)
+            .filter(|i| {
+                executions(&mut c, &format!("gw-{i:03}"))
+                    .iter()
+                    .any(|e| e.0 == "SUCCEEDED")
+            })
+            .count();
+        if done >= 12 || t0.elapsed() > Duration::from_secs(40) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for thing in low {
+        assert!(
+            executions(&mut c, thing).is_empty(),
+            "{thing} started while its shadow said 10% battery"
+        );
+    }
+    let charged_at = now_s();
+    for thing in low {
+        set_battery(&mut c, thing, 90.0);
+    }
+    let o = run.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for thing in low {
+        let ex = executions(&mut c, thing);
+        assert_eq!(ex.len(), 1, "{thing}: {ex:?}");
+        assert_eq!(ex[0].0, "SUCCEEDED", "{thing}: {ex:?}");
+        assert!(
+            ex[0].1 + 1.0 >= charged_at,
+            "{thing} was queued at {} before it charged at {charged_at}",
+            ex[0].1
+        );
+    }
+    aws.assert_all_verified();
+}
+
+#[test]
+fn ministack_a_bad_release_halts_at_the_defect_rule() {
+    let d = tempfile::tempdir().unwrap();
+    let aws = ministack();
+    let endpoint = aws.endpoint.clone();
+    let inv = inventory(d.path(), 30);
+    let plan = tuned_plan(d.path());
+    let (plan_file, _) = stagger::tune::plan::PlanFile::load(plan.to_str().unwrap()).unwrap();
+    let _fleet = fleet_with(&endpoint, &inv, "", &["firmware.defect_rate=1"]);
+    let journal = d.path().join("j.jsonl");
+    let o = rollout(&plan, &inv, &endpoint, &journal, true)
+        .output()
+        .unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{out}\n{err}");
+    assert!(err.contains("defect"), "{err}");
+    let mut c = client(&endpoint);
+    let installed = (0..30)
+        .filter(|i| {
+            executions(&mut c, &format!("gw-{i:03}"))
+                .iter()
+                .any(|e| e.0 == "FAILED")
+        })
+        .count();
+    let predicted = plan_file.predicted.blast_radius.ci95_hi.ceil() as usize;
+    assert!(
+        (1..=predicted).contains(&installed),
+        "{installed} gateways installed the bad release; the plan predicted at most {predicted}"
+    );
+    // Halted stays halted: a re-run creates no job.
+    let jobs = |c: &mut Signed| {
+        c.call("GET", "/jobs", None, "iot").unwrap()["jobs"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = jobs(&mut c);
+    let o = rollout(&plan, &inv, &endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        jobs(&mut c),
+        before,
+        "a re-run of a halted rollout created jobs"
+    );
+    aws.assert_all_verified();
 }

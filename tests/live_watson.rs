@@ -543,3 +543,46 @@ fn ctrl_c_stops_cleanly_and_prints_the_resume_command() {
         "the journal is whole after Ctrl-C"
     );
 }
+
+#[test]
+fn rules_the_backend_cannot_feed_are_refused_unless_accepted_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 12);
+    let plan = tuned_plan(d.path());
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("min_battery_pct") && text.contains("[policy.defect_halt]"),
+        "the tuned plan has battery pre-checks and defect halting: {text}"
+    );
+    let emu = strict_emulator(&inv, &[]);
+    let journal = d.path().join("j.jsonl");
+    let bare = |accept: &[&str]| {
+        let mut c = rollout(&plan, &inv, &emu.endpoint, &journal, false);
+        c.arg("--execute");
+        for a in accept {
+            c.args(["--accept-missing", a]);
+        }
+        c.output().unwrap()
+    };
+    let o = bare(&["prechecks"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("defect halt") && err.contains("--accept-missing health"),
+        "{err}"
+    );
+    assert!(!err.contains("--accept-missing prechecks"), "{err}");
+    assert_eq!(emu.stats()["requests"], 0, "a refused plan sent nothing");
+    assert!(!journal.exists(), "a refused plan wrote no journal");
+    // The dry run says which rules are live and which blind.
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, false)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.contains("BLIND  defect halt")
+            && out.contains("BLIND  pre-checks")
+            && out.contains("live   rollback"),
+        "{out}"
+    );
+}

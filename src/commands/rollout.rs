@@ -12,6 +12,7 @@ use crate::live::executor::{Live, Options};
 use crate::live::http::Http;
 use crate::live::inventory::Inventory;
 use crate::live::journal::{self, Header, Journal, JournalError};
+use crate::live::signals::{self, Signal};
 use crate::scenario::{self, InputError};
 use crate::simulate::{self, Options as SimOptions};
 use crate::stats::mean_ci95;
@@ -237,6 +238,68 @@ fn header(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Inventory)
     }
 }
 
+fn signals_of(b: BackendKind) -> &'static [Signal] {
+    match b {
+        BackendKind::WatsonIot => crate::live::watson::Watson::SIGNALS,
+        BackendKind::AwsIotJobs => crate::live::aws::AwsJobs::SIGNALS,
+    }
+}
+
+/// Prints each safety rule as live or blind on this backend.
+fn print_rules(args: &RolloutArgs, policy: &Policy) {
+    let provided = signals_of(args.backend);
+    println!("\nsafety rules on {}:", backend_name(args.backend));
+    let rules = signals::rules(policy);
+    if rules.is_empty() {
+        println!("  none");
+    }
+    for r in rules {
+        match r.needs {
+            None => println!("  live   {}", r.name),
+            Some(s) if provided.contains(&s) => println!("  live   {} (signal: {})", r.name, s.name()),
+            Some(s) if args.accept_missing.contains(&s) => println!(
+                "  BLIND  {} (the backend gives no `{}` signal; accepted with --accept-missing {})",
+                r.name,
+                s.name(),
+                s.name()
+            ),
+            Some(s) => println!(
+                "  BLIND  {} (the backend gives no `{}` signal: --execute refuses this plan unless --accept-missing {})",
+                r.name,
+                s.name(),
+                s.name()
+            ),
+        }
+    }
+    if !provided.contains(&Signal::Cancel) {
+        println!("  a halt stops issuing and observes in-flight operations to their end (no cancel on this backend)");
+    }
+}
+
+/// Refuses a plan whose rules would run blind, unless each missing signal is accepted.
+fn check_signals(args: &RolloutArgs, policy: &Policy) -> Result<(), Failure> {
+    let refused = signals::refused(policy, signals_of(args.backend), &args.accept_missing);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = refused
+        .iter()
+        .map(|(r, s)| format!("{} needs `{}`", r.name, s.name()))
+        .collect();
+    let mut flags: Vec<&str> = refused.iter().map(|(_, s)| s.name()).collect();
+    flags.dedup();
+    Err(Failure::input(format!(
+        "the plan's safety rules need signals the {} backend does not provide: {}. They would run blind; to accept that, add {}",
+        backend_name(args.backend),
+        what.join("; "),
+        flags
+            .iter()
+            .map(|f| format!("--accept-missing {f}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )))
+}
+
 fn backend_name(b: BackendKind) -> &'static str {
     match b {
         BackendKind::WatsonIot => "watson-iot",
@@ -271,6 +334,13 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         return Err(Failure::input("--poll-s must be positive"));
     }
     check_endpoint(&args.endpoint)?;
+    if let Some(d) = &args.data_endpoint {
+        check_endpoint(d).map_err(|_| {
+            Failure::input(format!(
+                "--data-endpoint `{d}` is not an http:// or https:// URL with a host"
+            ))
+        })?;
+    }
     if let Some(k) = &args.override_halt {
         if k != "rollback" && k != "defect" {
             return Err(Failure::input(format!(
@@ -289,8 +359,11 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         args.backend == BackendKind::WatsonIot,
     )?;
     if !args.execute {
-        return dry_run(args, &plan, &policy, &inv);
+        dry_run(args, &plan, &policy, &inv)?;
+        print_rules(args, &policy);
+        return Ok(());
     }
+    check_signals(args, &policy)?;
     let mut backend: Box<dyn crate::live::backend::Backend> = match args.backend {
         BackendKind::WatsonIot => Box::new(
             crate::live::watson::Watson::from_env(
@@ -304,6 +377,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         BackendKind::AwsIotJobs => Box::new(
             crate::live::aws::AwsJobs::from_env(
                 &args.endpoint,
+                args.data_endpoint.as_deref().unwrap_or(&args.endpoint),
                 &args.firmware_version,
                 &args.firmware_uri,
                 args.time_scale,

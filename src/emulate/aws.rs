@@ -28,6 +28,8 @@ struct Busy {
     job: String,
     done: Instant,
     ok: bool,
+    /// The update installed, but the gateway failed its post-update health check.
+    unhealthy: bool,
 }
 
 impl Fleet {
@@ -70,7 +72,12 @@ impl Fleet {
                         continue;
                     }
                     let status = if b.ok { "SUCCEEDED" } else { "FAILED" };
-                    let body = json!({ "status": status, "statusDetails": { "agent": "stagger-emulator" } });
+                    let details = if b.unhealthy {
+                        json!({ "agent": "stagger-emulator", "health": "fail" })
+                    } else {
+                        json!({ "agent": "stagger-emulator" })
+                    };
+                    let body = json!({ "status": status, "statusDetails": details });
                     // A rejected update (e.g. the job was cancelled or timed out) also ends the work.
                     let _ = self.client.once(
                         "POST",
@@ -90,7 +97,11 @@ impl Fleet {
                 ) {
                     if let Some(job) = v.pointer("/execution/jobId").and_then(Value::as_str) {
                         let fail_rate = self.scenario.failures.install_failure_rate.clamp(0.0, 1.0);
-                        let ok = !self.fail.contains(&thing) && !rng.random_bool(fail_rate);
+                        let defect = self.scenario.firmware.defect_rate.clamp(0.0, 1.0);
+                        let unhealthy = rng.random_bool(defect);
+                        let ok = !self.fail.contains(&thing)
+                            && !rng.random_bool(fail_rate)
+                            && !unhealthy;
                         let done = Instant::now() + self.duration(i, &mut rng);
                         busy.insert(
                             i,
@@ -98,6 +109,7 @@ impl Fleet {
                                 job: job.to_string(),
                                 done,
                                 ok,
+                                unhealthy,
                             },
                         );
                     }

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use super::backend::{Backend, DeviceStatus, OpState, PlatformOp};
 use super::http::{encode_query, CallError, Http};
 use super::inventory::Device;
-use crate::engine::Policy;
+use super::signals::Signal;
+use crate::engine::{Facts, Policy};
 
 /// A SigV4-signing JSON client for one AWS endpoint.
 pub struct Signed {
@@ -138,6 +139,8 @@ impl Signed {
 
 pub struct AwsJobs {
     client: Signed,
+    /// The data plane (device shadows), signed as `iotdata`.
+    data: Signed,
     version: String,
     uri: String,
     /// `stagger-<firmware digest>-`: every job of this rollout's firmware starts with it.
@@ -150,13 +153,35 @@ pub struct AwsJobs {
 /// AWS's limit on thing targets per job.
 pub const MAX_TARGETS: usize = 100;
 
+/// Pre-check facts from a classic shadow's `state.reported`; an absent field is unknown.
+pub fn facts_of_shadow(doc: &Value) -> Facts {
+    let r = |k: &str| doc.pointer(&format!("/state/reported/{k}"));
+    let num = |k: &str| r(k).and_then(Value::as_f64);
+    Facts {
+        online: true,
+        cpu_pct: num("cpu_pct"),
+        disk_mb: num("disk_free_mb"),
+        battery_pct: num("battery_pct"),
+        busy: r("busy").and_then(Value::as_bool),
+        stable_for: num("link_stable_s").map(crate::time::Time::from_secs),
+    }
+}
+
 fn thing_of_arn(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
 impl AwsJobs {
+    pub const SIGNALS: &'static [Signal] = &[
+        Signal::Prechecks,
+        Signal::Health,
+        Signal::Throttling,
+        Signal::Cancel,
+    ];
+
     pub fn from_env(
         endpoint: &str,
+        data_endpoint: &str,
         version: &str,
         uri: &str,
         time_scale: f64,
@@ -166,6 +191,7 @@ impl AwsJobs {
         let fw = crate::live::journal::digest(&[version.as_bytes(), uri.as_bytes()]);
         Ok(AwsJobs {
             client: Signed::from_env(endpoint, time_scale)?,
+            data: Signed::from_env(data_endpoint, time_scale)?,
             version: version.into(),
             uri: uri.into(),
             prefix: format!("stagger-{}-", &fw[..12]),
@@ -244,8 +270,10 @@ impl Backend for AwsJobs {
         String::new()
     }
 
-    fn can_cancel(&self) -> bool {
-        true
+    /// Pre-check facts from classic shadows, health from failed executions' status details,
+    /// throttling by error type, and cancel (CancelJob, never forced).
+    fn signals(&self) -> &'static [Signal] {
+        Self::SIGNALS
     }
 
     fn submit(
@@ -373,6 +401,26 @@ impl Backend for AwsJobs {
                 return Ok(out);
             }
         }
+    }
+
+    fn facts(&mut self, device: &Device) -> Result<Facts, CallError> {
+        let path = format!("/things/{}/shadow", encode_query(&device.id));
+        let doc = match self.data.once("GET", &path, None, "iotdata") {
+            Ok(v) => v,
+            // No shadow: the thing publishes nothing, and unknown facts never block.
+            Err(CallError::NotFound(_)) => return Ok(Facts::unknown()),
+            Err(e) => return Err(e),
+        };
+        Ok(facts_of_shadow(&doc))
+    }
+
+    fn health_failed(&mut self, reference: &str, device: &Device) -> Result<bool, CallError> {
+        let path = format!("/things/{}/jobs/{reference}", encode_query(&device.id));
+        let v = self.client.once("GET", &path, None, "iot")?;
+        let health = v
+            .pointer("/execution/statusDetails/detailsMap/health")
+            .and_then(Value::as_str);
+        Ok(health == Some("fail"))
     }
 
     fn cancel(&mut self, reference: &str) -> Result<(), CallError> {

@@ -5,6 +5,8 @@
 
 use super::http::CallError;
 use super::inventory::Device;
+use super::signals::Signal;
+use crate::engine::Facts;
 
 /// A device's state within one platform operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +48,12 @@ pub trait Backend {
     fn max_batch(&self) -> usize;
     /// Devices with different keys never share a request (Watson: one device type each).
     fn batch_key(&self, device: &Device) -> String;
+    /// The signals this backend feeds the engine.
+    fn signals(&self) -> &'static [Signal];
     /// Whether the platform can stop an operation that was already sent.
-    fn can_cancel(&self) -> bool;
+    fn can_cancel(&self) -> bool {
+        self.signals().contains(&Signal::Cancel)
+    }
     /// Sends one request for `phase` on `devices`, carrying the correlation key `intent`;
     /// returns the platform's reference for it.
     fn submit(
@@ -64,4 +70,13 @@ pub trait Backend {
     fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, CallError>;
     /// Stops what has not started yet in an operation (only when `can_cancel`).
     fn cancel(&mut self, reference: &str) -> Result<(), CallError>;
+    /// A device's pre-update facts (only called when `signals()` has `Prechecks`).
+    fn facts(&mut self, _device: &Device) -> Result<Facts, CallError> {
+        Ok(Facts::unknown())
+    }
+    /// Whether a device whose operation `reference` failed failed its post-update health
+    /// check (only called when `signals()` has `Health`).
+    fn health_failed(&mut self, _reference: &str, _device: &Device) -> Result<bool, CallError> {
+        Ok(false)
+    }
 }

@@ -10,6 +10,7 @@ use super::backend::{Backend, DeviceStatus, OpState, PlatformOp};
 use super::clock::{Clock, VirtualClock};
 use super::http::CallError;
 use super::inventory::Device;
+use super::signals::Signal;
 
 struct FakeOp {
     reference: String,
@@ -108,8 +109,8 @@ impl Backend for FakePlatform {
         String::new()
     }
 
-    fn can_cancel(&self) -> bool {
-        false
+    fn signals(&self) -> &'static [Signal] {
+        &[]
     }
 
     fn submit(

@@ -9,4 +9,5 @@ pub mod fake;
 pub mod http;
 pub mod inventory;
 pub mod journal;
+pub mod signals;
 pub mod watson;

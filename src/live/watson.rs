@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::backend::{Backend, DeviceStatus, OpState, PlatformOp};
 use super::http::{encode_query, CallError, Http};
 use super::inventory::Device;
+use super::signals::Signal;
 
 /// The request parameter that carries the driver's intent id.
 pub const INTENT_PARAM: &str = "stagger_intent";
@@ -28,6 +29,8 @@ pub struct Watson {
 }
 
 impl Watson {
+    pub const SIGNALS: &'static [Signal] = &[Signal::Throttling];
+
     /// Credentials come from WIOTP_API_KEY and WIOTP_API_TOKEN; they go into the
     /// Authorization header and nowhere else.
     pub fn from_env(
@@ -167,8 +170,10 @@ impl Backend for Watson {
         device.type_id.clone().unwrap_or_default()
     }
 
-    fn can_cancel(&self) -> bool {
-        false
+    /// No pre-check facts yet (devices may publish them in `metadata.stagger`), no health
+    /// signal, and no cancel; throttling (429) is seen.
+    fn signals(&self) -> &'static [Signal] {
+        Self::SIGNALS
     }
 
     fn submit(

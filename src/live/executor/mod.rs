@@ -134,6 +134,8 @@ pub struct Live<'a> {
     polls: BTreeMap<String, Retry>,
     next_poll_ms: u64,
     sends: Retry,
+    /// Reading pre-check facts.
+    facts: Retry,
     survey: Retry,
     surveyed: bool,
     auth_failures: u32,
@@ -188,6 +190,7 @@ impl<'a> Live<'a> {
             polls: BTreeMap::new(),
             next_poll_ms: 0,
             sends: Retry::default(),
+            facts: Retry::default(),
             survey: Retry::default(),
             surveyed: false,
             auth_failures: 0,
@@ -247,6 +250,9 @@ impl<'a> Live<'a> {
         }
         for u in self.unconfirmed.values() {
             wake = wake.min(u.next_lookup_ms);
+        }
+        if !self.checks.is_empty() {
+            wake = wake.min(self.facts.next_ms);
         }
         let pending = self.ops.values().any(|op| op.sending == Sending::Pending);
         if pending {

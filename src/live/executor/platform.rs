@@ -11,6 +11,7 @@ use crate::live::backend::OpState as PlatformState;
 use crate::live::http::CallError;
 use crate::live::inventory::Device;
 use crate::live::journal::{self, Obs, Record};
+use crate::live::signals::Signal;
 use crate::scenario::InputError;
 
 fn cause_of(phase: usize, phases: usize, why: &str) -> Cause {
@@ -103,18 +104,39 @@ impl Live<'_> {
         ((self.opts.poll.millis() as f64 / self.scale) as u64).max(1)
     }
 
+    /// Answers the engine's pre-checks with the device's facts, where the backend reads
+    /// them; elsewhere (an accepted blind rule) the facts are unknown, which never blocks.
     pub(super) fn answer_checks(&mut self) -> Result<(), Failure> {
-        // No backend here reports pre-check facts yet; unknown facts never block.
-        for gw in std::mem::take(&mut self.checks) {
+        let reads = self.backend.signals().contains(&Signal::Prechecks);
+        let wall = self.wall_ms();
+        if reads && wall < self.facts.next_ms {
+            return Ok(());
+        }
+        for gw in self.checks.clone() {
+            let facts = if reads {
+                match self.backend.facts(&self.inv.devices[gw as usize]) {
+                    Ok(f) => {
+                        self.call_ok();
+                        f
+                    }
+                    Err(e) => {
+                        // Asked again later; the gateway waits in its check meanwhile.
+                        self.note_call_error(&e)?;
+                        let base = self.poll_wall_ms();
+                        self.facts.fail(wall, base);
+                        return Ok(());
+                    }
+                }
+            } else {
+                Facts::unknown()
+            };
             let t = self.plan_now().millis();
             self.record(Record::Obs {
                 t,
-                o: Obs::from(&Observation::Checked {
-                    gw,
-                    facts: Facts::unknown(),
-                }),
+                o: Obs::from(&Observation::Checked { gw, facts }),
             })?;
         }
+        self.facts = Retry::default();
         Ok(())
     }
 
@@ -386,10 +408,20 @@ impl Live<'_> {
             if self.polls.get(&r).is_some_and(|p| p.next_ms > wall) {
                 continue;
             }
+            let asked = std::time::Instant::now();
             let statuses = match self.backend.status(&r) {
                 Ok(s) => {
                     self.call_ok();
                     self.polls.remove(&r);
+                    if self.engine.policy().adaptive.is_some() {
+                        // The service's response time feeds the adaptive window (real ms).
+                        let ms = asked.elapsed().as_secs_f64() * 1000.0;
+                        let t = self.plan_now().millis();
+                        self.record(Record::Obs {
+                            t,
+                            o: Obs::Latency { ms },
+                        })?;
+                    }
                     s
                 }
                 Err(e) => {
@@ -431,7 +463,20 @@ impl Live<'_> {
                         }
                         PlatformState::Succeeded => Obs::Succeeded { gw },
                         PlatformState::Failed(why) => {
-                            let cause = cause_of(op.phase, phases, why);
+                            let mut cause = cause_of(op.phase, phases, why);
+                            let last = op.phase + 1 == phases;
+                            if last && self.backend.signals().contains(&Signal::Health) {
+                                let device = &self.inv.devices[gw as usize];
+                                match self.backend.health_failed(&r, device) {
+                                    Ok(true) => cause = Cause::HealthCheck,
+                                    Ok(false) => {}
+                                    Err(e) => {
+                                        // Judged at the next poll, not guessed now.
+                                        self.note_call_error(&e)?;
+                                        continue;
+                                    }
+                                }
+                            }
                             Obs::from(&Observation::Failed {
                                 gw,
                                 attempt: op.attempt,
