@@ -98,22 +98,9 @@ fn ministack() -> Aws {
     let python = bin.with_file_name("python");
     let mut c = Command::new(python);
     with_creds(&mut c);
-    let mut child = c
-        .arg(root().join("tests/support/sigv4_proxy.py"))
-        .arg(&upstream)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the SigV4 proxy starts")
-        .to_string();
+    c.arg(root().join("tests/support/sigv4_proxy.py"))
+        .arg(&upstream);
+    let (child, endpoint) = spawn_listening(&mut c, "the SigV4 proxy");
     Aws {
         _ministack: guard,
         _proxy: Proc(child),
@@ -292,30 +279,18 @@ fn ministack_killed_at_ten_moments_then_finished_updates_every_thing_once() {
 }
 
 fn fault_proxy(upstream: &str, faults: &str) -> (Proc, String) {
-    let mut child = bin()
-        .args([
-            "emulate",
-            "fault-proxy",
-            "--upstream",
-            upstream,
-            "--faults",
-            faults,
-            "--seed",
-            "7",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("proxy address")
-        .to_string();
+    let mut c = bin();
+    c.args([
+        "emulate",
+        "fault-proxy",
+        "--upstream",
+        upstream,
+        "--faults",
+        faults,
+        "--seed",
+        "7",
+    ]);
+    let (child, endpoint) = spawn_listening(&mut c, "the fault proxy");
     (Proc(child), endpoint)
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,37 +24,21 @@ impl Drop for Emulator {
 
 impl Emulator {
     fn start(inventory: &Path, extra: &[&str]) -> Emulator {
-        let mut child = bin()
-            .args([
-                "emulate",
-                "watson",
-                "--inventory",
-                inventory.to_str().unwrap(),
-                "--scenario",
-                &seed_scenario(),
-                "--speed",
-                "600",
-            ])
-            .args(extra)
-            .env("WIOTP_API_KEY", KEY)
-            .env("WIOTP_API_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("emulator address")
-            .to_string();
-        assert!(
-            endpoint.starts_with("http://127.0.0.1:"),
-            "loopback only: {endpoint}"
-        );
+        let mut c = bin();
+        c.args([
+            "emulate",
+            "watson",
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--scenario",
+            &seed_scenario(),
+            "--speed",
+            "600",
+        ])
+        .args(extra)
+        .env("WIOTP_API_KEY", KEY)
+        .env("WIOTP_API_TOKEN", TOKEN);
+        let (child, endpoint) = spawn_listening(&mut c, "the Watson double");
         Emulator { child, endpoint }
     }
 

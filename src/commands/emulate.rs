@@ -12,7 +12,7 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             if !(a.speed.is_finite() && a.speed > 0.0) {
                 return Err(Failure::input("--speed must be positive"));
             }
-            let faults = watson::parse_faults(&a.faults)
+            let faults = crate::emulate::parse_faults(&a.faults, &watson::FAULTS)
                 .map_err(|m| InputError::new(format!("--faults: {m}")))?;
             let scenario = scenario::load(&a.scenario.display().to_string(), &a.sets)?;
             let inventory = Inventory::load(&a.inventory.display().to_string(), true)?;
@@ -46,7 +46,7 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
                     "the fault proxy only forwards to a loopback upstream (http://127.0.0.1:PORT)",
                 ));
             }
-            let faults = crate::emulate::proxy::parse_faults(&a.faults)
+            let faults = crate::emulate::parse_faults(&a.faults, &crate::emulate::proxy::FAULTS)
                 .map_err(|m| InputError::new(format!("--faults: {m}")))?;
             let cfg = crate::emulate::proxy::Config {
                 upstream: a.upstream.trim_end_matches('/').to_string(),

@@ -23,29 +23,6 @@ pub struct Config {
     pub seed: u64,
 }
 
-/// Parses `post500=0.3,postslow=0.1`.
-pub fn parse_faults(s: &str) -> Result<Vec<(String, f64)>, String> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| format!("fault `{p}`: expected KIND=PROBABILITY"))?;
-            let k = k.trim();
-            if !FAULTS.contains(&k) {
-                return Err(format!("unknown fault `{k}` ({})", FAULTS.join(", ")));
-            }
-            let v: f64 = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|v| (0.0..=1.0).contains(v))
-                .ok_or_else(|| format!("fault `{p}`: not a probability in [0, 1]"))?;
-            Ok((k.to_string(), v))
-        })
-        .collect()
-}
-
 /// Headers that describe the connection, not the request: never forwarded.
 fn hop_by_hop(name: &str) -> bool {
     matches!(

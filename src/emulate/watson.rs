@@ -34,7 +34,7 @@ pub struct Config {
     pub auth: String,
 }
 
-const FAULTS: [&str; 8] = [
+pub const FAULTS: [&str; 8] = [
     "429", "500", "503", "reset", "garbage", "slow", "post500", "postslow",
 ];
 /// Longer than a rehearsal client's timeout.
@@ -87,30 +87,6 @@ struct State {
     devices: BTreeMap<String, Device>,
     rng: Pcg64,
     seen: Seen,
-}
-
-/// Parses `429=0.1,reset=0.05`.
-pub fn parse_faults(s: &str) -> Result<Vec<(String, f64)>, String> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| format!("fault `{p}`: expected KIND=PROBABILITY"))?;
-            let k = k.trim().to_string();
-            if !FAULTS.contains(&k.as_str()) {
-                return Err(format!("unknown fault `{k}` ({})", FAULTS.join(", ")));
-            }
-            let v: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| format!("fault `{p}`: not a probability"))?;
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!("fault `{p}`: probability must be in [0, 1]"));
-            }
-            Ok((k, v))
-        })
-        .collect()
 }
 
 impl State {

@@ -153,6 +153,23 @@ pub struct AwsJobs {
 /// AWS's limit on thing targets per job.
 pub const MAX_TARGETS: usize = 100;
 
+/// `stagger-<digest of version and URI>-`: every job of one firmware starts with it, whatever
+/// the version's length or characters.
+pub fn job_prefix(version: &str, uri: &str) -> String {
+    let fw = crate::live::journal::digest(&[version.as_bytes(), uri.as_bytes()]);
+    format!("stagger-{}-", &fw[..12])
+}
+
+/// The job id of an intent: at most 64 characters of `[a-zA-Z0-9_-]`.
+pub fn job_id(prefix: &str, intent: &str) -> String {
+    let safe: String = intent
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64usize.saturating_sub(prefix.len()))
+        .collect();
+    format!("{prefix}{safe}")
+}
+
 /// Pre-check facts from a classic shadow's `state.reported`; an absent field is unknown.
 pub fn facts_of_shadow(doc: &Value) -> Facts {
     let r = |k: &str| doc.pointer(&format!("/state/reported/{k}"));
@@ -188,13 +205,12 @@ impl AwsJobs {
         policy: &Policy,
     ) -> Result<AwsJobs, String> {
         let timeout_min = policy.op_timeout.map_or(60.0, |t| t.secs() / 60.0) / time_scale;
-        let fw = crate::live::journal::digest(&[version.as_bytes(), uri.as_bytes()]);
         Ok(AwsJobs {
             client: Signed::from_env(endpoint, time_scale)?,
             data: Signed::from_env(data_endpoint, time_scale)?,
             version: version.into(),
             uri: uri.into(),
-            prefix: format!("stagger-{}-", &fw[..12]),
+            prefix: job_prefix(version, uri),
             arns: BTreeMap::new(),
             // Defence in depth: the job aborts itself past the failure rate the plan rolls back at.
             abort_pct: policy
@@ -205,14 +221,8 @@ impl AwsJobs {
         })
     }
 
-    /// The job id of an intent: at most 64 characters of `[a-zA-Z0-9_-]`.
     pub fn job_id(&self, intent: &str) -> String {
-        let safe: String = intent
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .take(64 - self.prefix.len())
-            .collect();
-        format!("{}{safe}", self.prefix)
+        job_id(&self.prefix, intent)
     }
 
     fn document(&self) -> String {
@@ -437,5 +447,43 @@ impl Backend for AwsJobs {
             Err(CallError::Conflict(_)) | Err(CallError::Invalid(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_valid_for_any_version_and_change_with_the_uri() {
+        let intent = "0123456789abcdef01234567";
+        for len in 1..=200 {
+            let version: String = "1.409.0-rc+build".chars().cycle().take(len).collect();
+            let id = job_id(&job_prefix(&version, "https://fw/a.bin"), intent);
+            assert!(id.len() <= 64, "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{id}"
+            );
+            assert!(id.ends_with(intent), "the whole intent is kept: {id}");
+        }
+        assert_ne!(
+            job_prefix("1.409.0", "https://fw/a.bin"),
+            job_prefix("1.409.0", "https://fw/b.bin"),
+            "a fixed URI is another job, never the stale one"
+        );
+    }
+
+    #[test]
+    fn shadow_facts_are_read_and_absent_fields_unknown() {
+        let doc = serde_json::json!({ "state": { "reported": {
+            "battery_pct": 10, "busy": true, "link_stable_s": 30.5, "disk_free_mb": 800 } } });
+        let f = facts_of_shadow(&doc);
+        assert_eq!(f.battery_pct, Some(10.0));
+        assert_eq!(f.busy, Some(true));
+        assert_eq!(f.disk_mb, Some(800.0));
+        assert_eq!(f.cpu_pct, None);
+        assert_eq!(f.stable_for, Some(crate::time::Time(30_500)));
     }
 }

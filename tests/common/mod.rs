@@ -121,3 +121,29 @@ pub fn rollout_command(
     }
     c
 }
+
+/// Starts a server that prints `listening on http://127.0.0.1:PORT` first, and returns it
+/// with that address (asserted to be loopback).
+pub fn spawn_listening(c: &mut Command, what: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{what} printed no address: {line}"))
+        .to_string();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "{what}: loopback only: {endpoint}"
+    );
+    (child, endpoint)
+}
