@@ -27,3 +27,27 @@ pub fn parse_faults(s: &str, known: &[&str]) -> Result<Vec<(String, f64)>, Strin
         })
         .collect()
 }
+
+/// Binds 127.0.0.1:`port` (0 picks one) and announces the address on stdout as the first
+/// line, which is how tests and scripts find an emulator.
+pub fn listen(port: u16) -> Result<tiny_http::Server, String> {
+    let server = tiny_http::Server::http(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let addr = server.server_addr().to_ip().ok_or("no IP address")?;
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(server)
+}
+
+/// One seeded draw among the faults (cumulative probabilities), or none.
+pub fn draw_fault(u: f64, faults: &[(String, f64)]) -> Option<String> {
+    let mut acc = 0.0;
+    for (k, p) in faults {
+        acc += p;
+        if u < acc {
+            return Some(k.clone());
+        }
+    }
+    None
+}

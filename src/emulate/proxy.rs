@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
-use tiny_http::{Header, Response, Server};
+use tiny_http::{Header, Response};
 
 pub const FAULTS: [&str; 4] = ["post500", "postslow", "postreset", "get503"];
 
@@ -33,12 +33,7 @@ fn hop_by_hop(name: &str) -> bool {
 
 /// Serves until stopped. Prints `listening on http://127.0.0.1:PORT`.
 pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
-    let server = Server::http(("127.0.0.1", port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-    let addr = server.server_addr().to_ip().ok_or("no IP address")?;
-    println!("listening on http://{addr}");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let server = super::listen(port)?;
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
@@ -56,18 +51,9 @@ pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
         }
         let method = req.method().as_str().to_string();
         let writes = !matches!(method.as_str(), "GET" | "HEAD");
-        let u: f64 = rng.random();
-        let mut acc = 0.0;
-        let mut fault = None;
-        for (k, p) in &cfg.faults {
-            acc += p;
-            if u < acc {
-                fault = Some(k.clone());
-                break;
-            }
-        }
         // post* faults strike writes only, get* faults reads only.
-        fault = fault.filter(|f| f.starts_with("post") == writes);
+        let fault = super::draw_fault(rng.random(), &cfg.faults)
+            .filter(|f| f.starts_with("post") == writes);
         if let (Some(f), Ok(mut m)) = (&fault, injected.lock()) {
             *m.entry(f.clone()).or_default() += 1;
         }

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request as HttpRequest, Response, Server};
+use tiny_http::{Header, Method, Request as HttpRequest, Response};
 
 use crate::live::inventory::Inventory;
 use crate::scenario::Scenario;
@@ -378,12 +378,7 @@ fn respond(req: HttpRequest, fault: Option<&str>, code: u16, value: &Value) {
 
 /// Serves until the process is stopped. Prints `listening on http://127.0.0.1:PORT`.
 pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
-    let server = Server::http(("127.0.0.1", port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-    let addr = server.server_addr().to_ip().ok_or("no IP address")?;
-    println!("listening on http://{addr}");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let server = super::listen(port)?;
     let seed = cfg.seed;
     let st = Arc::new(Mutex::new(State {
         cfg,
@@ -414,18 +409,8 @@ pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
         }
         // Fault injection: one draw per request; post* faults strike POSTs only.
         let u: f64 = s.rng.random();
-        let mut acc = 0.0;
-        let mut fault = None;
-        for (k, p) in &s.cfg.faults {
-            acc += p;
-            if u < acc {
-                fault = Some(k.clone());
-                break;
-            }
-        }
-        if fault.as_deref().is_some_and(|f| f.starts_with("post")) && method != Method::Post {
-            fault = None;
-        }
+        let fault = super::draw_fault(u, &s.cfg.faults)
+            .filter(|f| !f.starts_with("post") || method == Method::Post);
         if let Some(f) = &fault {
             *s.seen.injected.entry(f.clone()).or_default() += 1;
         }
