@@ -75,7 +75,9 @@ pub struct RolloutArgs {
     /// Act for real. Without it, print the waves and the prediction and touch nothing.
     #[arg(long)]
     pub execute: bool,
-    /// Durable journal; rerunning the same command with it resumes the rollout
+    /// Durable journal; re-running the same command with it resumes the rollout by replay
+    /// (default: rollout-VERSION.journal.jsonl in the working directory; JOURNAL.lock beside
+    /// it keeps a second executor out)
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
     /// Divide every wait of the plan (soaks, gaps, backoff, timeouts, polling) by X
