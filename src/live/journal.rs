@@ -323,19 +323,6 @@ impl Obs {
             Obs::Latency { ms } => Observation::Latency { ms: *ms },
         })
     }
-
-    /// The gateway an observation is about, if any.
-    pub fn gw(&self) -> Option<u32> {
-        match self {
-            Obs::Accepted { gw, .. }
-            | Obs::Rejected { gw, .. }
-            | Obs::Progress { gw, .. }
-            | Obs::Succeeded { gw }
-            | Obs::Failed { gw, .. }
-            | Obs::Checked { gw, .. } => Some(*gw),
-            Obs::Latency { .. } => None,
-        }
-    }
 }
 
 impl From<&Command> for Cmd {
