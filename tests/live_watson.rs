@@ -480,6 +480,24 @@ fn bad_inventories_and_plans_exit_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("plan digest"), "{}", stderr(&o));
+    // An endpoint nobody answers on is reported within seconds, with the resume command.
+    let t = Instant::now();
+    let o = rollout(
+        &plan,
+        &inv,
+        "http://127.0.0.1:9",
+        &d.path().join("u.jsonl"),
+        true,
+    )
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach") && err.contains("Resume with") && err.contains("--execute"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     // Missing credentials are named, never printed.
     let o = rollout(&plan, &inv, "http://127.0.0.1:9", &journal, true)
         .env_remove("WIOTP_API_TOKEN")

@@ -454,8 +454,22 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
             "--override-halt: this rollout has no halt to override",
         ));
     }
+    let resume = format!(
+        "stagger rollout --plan {} --inventory {} --backend {} --endpoint {} --firmware-version {} --firmware-uri {} --execute --journal {}{}",
+        args.plan.display(),
+        args.inventory.display(),
+        backend_name(args.backend),
+        args.endpoint,
+        args.firmware_version,
+        args.firmware_uri,
+        journal_path.display(),
+        if args.time_scale != 1.0 { format!(" --time-scale {}", args.time_scale) } else { String::new() }
+    );
     let bar = crate::progress::bar(inv.devices.len() as u64, "gateways final");
-    let report = live.run(&stop, &bar)?;
+    let report = live.run(&stop, &bar).map_err(|e| match e {
+        Failure::Runtime(m) => Failure::Runtime(format!("{m}. Resume with:\n  {resume}")),
+        other => other,
+    })?;
     bar.finish_and_clear();
     println!(
         "succeeded: {} of {}",
@@ -478,17 +492,6 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
             report.rollback_needed.join(", ")
         );
     }
-    let resume = format!(
-        "stagger rollout --plan {} --inventory {} --backend {} --endpoint {} --firmware-version {} --firmware-uri {} --execute --journal {}{}",
-        args.plan.display(),
-        args.inventory.display(),
-        backend_name(args.backend),
-        args.endpoint,
-        args.firmware_version,
-        args.firmware_uri,
-        journal_path.display(),
-        if args.time_scale != 1.0 { format!(" --time-scale {}", args.time_scale) } else { String::new() }
-    );
     if report.interrupted {
         return Err(Failure::Runtime(format!(
             "interrupted; nothing new was issued after Ctrl-C. Resume with:\n  {resume}"

@@ -127,6 +127,7 @@ impl Signed {
                 Err(
                     e @ (CallError::Throttled(_)
                     | CallError::Transient(_)
+                    | CallError::Unreachable(_)
                     | CallError::Ambiguous(_)),
                 ) => last = Some(e),
                 Err(e) => return Err(e),

@@ -10,8 +10,10 @@ use std::time::Duration;
 pub enum CallError {
     /// The server did not act and says to slow down (429, or a throttling error type).
     Throttled(String),
-    /// Nothing was done (connection refused, or a read that can simply be repeated).
+    /// Nothing was done (a read that can simply be repeated, or a 5xx to one).
     Transient(String),
+    /// No connection could be opened (refused, or the host is unknown): nothing was sent.
+    Unreachable(String),
     /// The server may have acted (a write answered 5xx, reset, timed out or garbled):
     /// look the operation up before doing anything else.
     Ambiguous(String),
@@ -30,6 +32,7 @@ impl CallError {
         match self {
             CallError::Throttled(m)
             | CallError::Transient(m)
+            | CallError::Unreachable(m)
             | CallError::Ambiguous(m)
             | CallError::Auth(m)
             | CallError::NotFound(m)
@@ -151,7 +154,7 @@ impl Http {
                 // A connection that never opened carried nothing.
                 if t.kind() == ureq::ErrorKind::ConnectionFailed || t.kind() == ureq::ErrorKind::Dns
                 {
-                    Err(CallError::Transient(m))
+                    Err(CallError::Unreachable(m))
                 } else {
                     Err(maybe_acted(m))
                 }

@@ -138,6 +138,8 @@ pub struct Live<'a> {
     facts: Retry,
     survey: Retry,
     surveyed: bool,
+    /// Some call of this run has succeeded.
+    reached: bool,
     auth_failures: u32,
     rollback: Vec<u32>,
     halted: Option<String>,
@@ -193,6 +195,7 @@ impl<'a> Live<'a> {
             facts: Retry::default(),
             survey: Retry::default(),
             surveyed: false,
+            reached: false,
             auth_failures: 0,
             rollback: Vec::new(),
             halted: None,

@@ -45,6 +45,7 @@ impl Live<'_> {
     }
 
     pub(super) fn call_ok(&mut self) {
+        self.reached = true;
         self.auth_failures = 0;
     }
 
@@ -57,6 +58,17 @@ impl Live<'_> {
         }
         let ops = match self.backend.survey() {
             Ok(ops) => ops,
+            // A first contact that cannot connect at all is a setup error: say so in seconds.
+            Err(e @ CallError::Unreachable(_)) if !self.reached => {
+                self.survey.failures += 1;
+                if self.survey.failures >= 3 {
+                    return Err(Failure::Runtime(format!(
+                        "cannot reach the backend ({e}); check --endpoint and the network"
+                    )));
+                }
+                self.survey.next_ms = wall + 1000;
+                return Ok(());
+            }
             Err(e) => {
                 self.note_call_error(&e)?;
                 let base = self.poll_wall_ms();
@@ -335,7 +347,12 @@ impl Live<'_> {
                 }
                 Ok(())
             }
-            Err(e @ (CallError::Throttled(_) | CallError::Transient(_) | CallError::Auth(_))) => {
+            Err(
+                e @ (CallError::Throttled(_)
+                | CallError::Transient(_)
+                | CallError::Unreachable(_)
+                | CallError::Auth(_)),
+            ) => {
                 self.note_call_error(&e)?;
                 let wall = self.wall_ms();
                 let base = self.poll_wall_ms();
