@@ -315,16 +315,7 @@ fn ministack_writes_answered_500_or_too_late_lose_and_double_nothing() {
     let _fleet = fleet(&endpoint, &inv, "");
     let (_proxy, flaky) = fault_proxy(&endpoint, "post500=0.4,postslow=0.2,postreset=0.1");
     let journal = d.path().join("journal.jsonl");
-    let mut code = None;
-    for _ in 0..3 {
-        let o = rollout(&plan, &inv, &flaky, &journal, true)
-            .output()
-            .unwrap();
-        code = o.status.code();
-        if code == Some(0) {
-            break;
-        }
-    }
+    let code = exit_after_reruns(|| rollout(&plan, &inv, &flaky, &journal, true), 3);
     assert_eq!(code, Some(0));
     let stats: Value = serde_json::from_str(
         &ureq::get(&format!("{flaky}/_proxy/stats"))

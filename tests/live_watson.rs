@@ -275,16 +275,7 @@ fn accepted_posts_answered_500_or_too_late_lose_and_double_nothing() {
         &["--faults", "post500=0.3,postslow=0.1", "--seed", "3"],
     );
     let journal = d.path().join("j.jsonl");
-    let mut code = None;
-    for _ in 0..3 {
-        let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
-            .output()
-            .unwrap();
-        code = o.status.code();
-        if code == Some(0) {
-            break;
-        }
-    }
+    let code = exit_after_reruns(|| rollout(&plan, &inv, &emu.endpoint, &journal, true), 3);
     assert_eq!(code, Some(0));
     let s = emu.stats();
     let injected = s["injected"]["post500"].as_u64().unwrap_or(0)

@@ -147,3 +147,16 @@ pub fn spawn_listening(c: &mut Command, what: &str) -> (std::process::Child, Str
     );
     (child, endpoint)
 }
+
+/// Runs a rollout command until it exits 0, at most `tries` times (re-runs of the same
+/// command resume it); returns the last exit code.
+pub fn exit_after_reruns(mut rollout: impl FnMut() -> Command, tries: usize) -> Option<i32> {
+    let mut code = None;
+    for _ in 0..tries {
+        code = rollout().output().expect("rollout runs").status.code();
+        if code == Some(0) {
+            break;
+        }
+    }
+    code
+}

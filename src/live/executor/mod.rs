@@ -142,7 +142,6 @@ pub struct Live<'a> {
     reached: bool,
     auth_failures: u32,
     rollback: Vec<u32>,
-    halted: Option<String>,
     opts: Options,
 }
 
@@ -198,7 +197,6 @@ impl<'a> Live<'a> {
             reached: false,
             auth_failures: 0,
             rollback: Vec::new(),
-            halted: None,
             opts,
         }
     }
@@ -324,7 +322,7 @@ impl<'a> Live<'a> {
 
     pub fn report(&self, interrupted: bool) -> Report {
         let mut report = Report {
-            halted: self.halted.clone(),
+            halted: self.engine.halted().map(ToString::to_string),
             interrupted,
             rollback_needed: self
                 .rollback

@@ -173,7 +173,6 @@ impl Live<'_> {
             }
             Record::Override { t, .. } => {
                 self.now = self.now.max(Time(*t));
-                self.halted = None;
                 self.engine.override_halt(self.now);
                 self.drain()
             }
@@ -271,7 +270,6 @@ impl Live<'_> {
                 if self.opts.log && !self.replaying {
                     eprintln!("rollout: HALT: {reason}");
                 }
-                self.halted = Some(reason.to_string());
             }
         }
     }
