@@ -148,6 +148,13 @@ pub struct EmulateAwsArgs {
     /// Things whose updates always fail (comma-separated)
     #[arg(long, value_delimiter = ',')]
     pub fail: Vec<String>,
+    /// Things that never pick up a job, as if offline for good (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub offline: Vec<String>,
+    /// Publish each thing's pre-check facts (battery, CPU, disk, busy, link stability)
+    /// from the world model to its classic shadow
+    #[arg(long)]
+    pub publish_facts: bool,
     /// Override a scenario key by its dotted path (as for simulate)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,

@@ -296,3 +296,46 @@ proptest! {
         prop_assert!(r.engine.counts()[Status::Succeeded as usize] < n as u32);
     }
 }
+
+/// An operation no device begins is given up at the queue timeout, as unreachable; one
+/// that begins is held to the operation timeout instead.
+#[test]
+fn an_operation_never_begun_ends_unreachable_at_the_queue_timeout() {
+    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; 2];
+    let mut p = Policy::bulk();
+    p.queue_timeout = Some(Time::from_secs(600.0));
+    p.op_timeout = Some(Time::from_secs(3600.0));
+    let mut engine = Engine::new(p, &inventory, 1);
+    engine.handle_timeout(Time::ZERO);
+    let mut starts = Vec::new();
+    while let Some(c) = engine.poll_command() {
+        if let Command::Start { gw, attempt } = c {
+            starts.push((gw, attempt));
+        }
+    }
+    assert_eq!(starts, [(0, 1), (1, 1)]);
+    // Gateway 1 begins downloading; gateway 0 never does.
+    engine.handle(
+        Time::from_secs(60.0),
+        Observation::Progress {
+            gw: 1,
+            attempt: 1,
+            phase: Phase::Downloading,
+        },
+    );
+    assert_eq!(engine.poll_timeout(), Some(Time::from_secs(600.0)));
+    engine.handle_timeout(Time::from_secs(600.0));
+    assert_eq!(engine.status(0), Status::Failed);
+    assert_eq!(engine.cause(0), Some(Cause::Unreachable));
+    assert_eq!(
+        engine.status(1),
+        Status::InFlight,
+        "begun: not a queue timeout"
+    );
+    let cancels: Vec<Command> = std::iter::from_fn(|| engine.poll_command()).collect();
+    assert_eq!(cancels, [Command::Cancel { gw: 0, attempt: 1 }]);
+    // The begun one times out only at the operation timeout.
+    assert_eq!(engine.poll_timeout(), Some(Time::from_secs(3600.0)));
+    engine.handle_timeout(Time::from_secs(3600.0));
+    assert_eq!(engine.cause(1), Some(Cause::Timeout));
+}

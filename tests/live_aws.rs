@@ -48,8 +48,11 @@ fn with_creds(c: &mut Command) -> &mut Command {
 struct Aws {
     _ministack: Proc,
     _proxy: Proc,
-    /// The proxy: what clients talk to.
+    /// The proxy: what stagger's clients talk to.
     endpoint: String,
+    /// MiniStack itself: the emulated fleet's devices talk to it directly (they are not
+    /// under test, and going through the verifier would slow their pickups).
+    upstream: String,
 }
 
 impl Aws {
@@ -105,6 +108,7 @@ fn ministack() -> Aws {
         _ministack: guard,
         _proxy: Proc(child),
         endpoint,
+        upstream,
     }
 }
 
@@ -113,6 +117,10 @@ fn fleet(endpoint: &str, inv: &Path, fail: &str) -> Proc {
 }
 
 fn fleet_with(endpoint: &str, inv: &Path, fail: &str, sets: &[&str]) -> Proc {
+    fleet_args(endpoint, inv, fail, sets, &[])
+}
+
+fn fleet_args(endpoint: &str, inv: &Path, fail: &str, sets: &[&str], extra: &[&str]) -> Proc {
     let mut c = bin();
     with_creds(&mut c)
         .args([
@@ -135,6 +143,7 @@ fn fleet_with(endpoint: &str, inv: &Path, fail: &str, sets: &[&str]) -> Proc {
             "failures.enabled=false",
         ])
         .args(sets.iter().flat_map(|kv| ["--set", kv]))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
@@ -176,12 +185,12 @@ fn client(endpoint: &str) -> Signed {
     Signed::from_env(endpoint, 1.0).unwrap()
 }
 
-/// (status, queuedAt, lastUpdatedAt) of every execution of a thing, oldest first.
-fn executions(c: &mut Signed, thing: &str) -> Vec<(String, f64, f64)> {
+/// (status, queuedAt, lastUpdatedAt, begun) of every execution of a thing, oldest first.
+fn executions(c: &mut Signed, thing: &str) -> Vec<(String, f64, f64, bool)> {
     let v = c
         .call("GET", &format!("/things/{thing}/jobs"), None, "iot")
         .unwrap();
-    let mut ex: Vec<(String, f64, f64)> = v["executionSummaries"]
+    let mut ex: Vec<(String, f64, f64, bool)> = v["executionSummaries"]
         .as_array()
         .unwrap()
         .iter()
@@ -191,6 +200,7 @@ fn executions(c: &mut Signed, thing: &str) -> Vec<(String, f64, f64)> {
                 e["status"].as_str().unwrap_or("").to_string(),
                 e["queuedAt"].as_f64().unwrap_or(0.0),
                 e["lastUpdatedAt"].as_f64().unwrap_or(0.0),
+                e.get("startedAt").is_some_and(|t| !t.is_null()),
             )
         })
         .collect();
@@ -203,9 +213,9 @@ fn plan_limits(plan: &Path) -> usize {
     policy.retry.max_attempts as usize
 }
 
-/// Judged from the platform: each healthy thing has exactly one execution and it
-/// succeeded; failing ones stay within the budget; no execution was queued while another
-/// of the same thing was still open.
+/// Judged from the platform: each healthy thing began exactly one execution and it
+/// succeeded (others were withdrawn before the device began them); failing ones stay
+/// within the budget; no execution was queued while another of the same thing was open.
 fn assert_platform_safe(c: &mut Signed, n: usize, failing: &[&str], plan: &Path) {
     let max_attempts = plan_limits(plan);
     for i in 0..n {
@@ -224,8 +234,13 @@ fn assert_platform_safe(c: &mut Signed, n: usize, failing: &[&str], plan: &Path)
                 ex.len()
             );
         } else {
-            assert_eq!(ex.len(), 1, "{thing}: {ex:?}");
-            assert_eq!(ex[0].0, "SUCCEEDED", "{thing}: {ex:?}");
+            let begun: Vec<_> = ex.iter().filter(|e| e.3).collect();
+            assert_eq!(begun.len(), 1, "{thing}: {ex:?}");
+            assert_eq!(begun[0].0, "SUCCEEDED", "{thing}: {ex:?}");
+            assert!(
+                ex.iter().all(|e| e.3 || e.0 == "CANCELED"),
+                "{thing}: {ex:?}"
+            );
         }
     }
 }
@@ -238,7 +253,7 @@ fn ministack_killed_at_ten_moments_then_finished_updates_every_thing_once() {
     let inv = inventory(d.path(), 40);
     let plan = tuned_plan(d.path());
     let failing = ["gw-007", "gw-021"];
-    let _fleet = fleet(&endpoint, &inv, "gw-007,gw-021");
+    let _fleet = fleet(&aws.upstream, &inv, "gw-007,gw-021");
     let journal = d.path().join("journal.jsonl");
     let mut c = client(&endpoint);
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
@@ -312,7 +327,7 @@ fn ministack_writes_answered_500_or_too_late_lose_and_double_nothing() {
         ),
     )
     .unwrap();
-    let _fleet = fleet(&endpoint, &inv, "");
+    let _fleet = fleet(&aws.upstream, &inv, "");
     let (_proxy, flaky) = fault_proxy(&endpoint, "post500=0.4,postslow=0.2,postreset=0.1");
     let journal = d.path().join("journal.jsonl");
     let code = exit_after_reruns(|| rollout(&plan, &inv, &flaky, &journal, true), 3);
@@ -441,7 +456,7 @@ fn ministack_shadows_hold_back_low_battery_things_until_they_charge() {
             .contains("min_battery_pct = 50"),
         "the plan checks batteries"
     );
-    let _fleet = fleet(&endpoint, &inv, "");
+    let _fleet = fleet(&aws.upstream, &inv, "");
     let mut c = client(&endpoint);
     let low = ["gw-001", "gw-002", "gw-003"];
     for i in 0..20 {
@@ -507,7 +522,7 @@ fn ministack_a_bad_release_halts_at_the_defect_rule() {
     let inv = inventory(d.path(), 30);
     let plan = tuned_plan(d.path());
     let (plan_file, _) = stagger::tune::plan::PlanFile::load(plan.to_str().unwrap()).unwrap();
-    let _fleet = fleet_with(&endpoint, &inv, "", &["firmware.defect_rate=1"]);
+    let _fleet = fleet_with(&aws.upstream, &inv, "", &["firmware.defect_rate=1"]);
     let journal = d.path().join("j.jsonl");
     let o = rollout(&plan, &inv, &endpoint, &journal, true)
         .output()
@@ -545,4 +560,166 @@ fn ministack_a_bad_release_halts_at_the_defect_rule() {
         "a re-run of a halted rollout created jobs"
     );
     aws.assert_all_verified();
+}
+
+#[test]
+fn ministack_a_thing_that_never_plays_ends_unreachable_and_the_rollout_ends() {
+    let d = tempfile::tempdir().unwrap();
+    let aws = ministack();
+    let endpoint = aws.endpoint.clone();
+    let inv = inventory(d.path(), 20);
+    let plan = tuned_plan(d.path());
+    // The plan gives a device 30 minutes to pick its job up.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let with_timeout = text.replacen("\n[policy]\n", "\n[policy]\nqueue_timeout_s = 1800.0\n", 1);
+    assert_ne!(text, with_timeout);
+    std::fs::write(&plan, with_timeout).unwrap();
+    let (plan_file, _) = stagger::tune::plan::PlanFile::load(plan.to_str().unwrap()).unwrap();
+    let predicted_s = plan_file.predicted.makespan_s.mean;
+    let _fleet = fleet_args(&aws.upstream, &inv, "", &[], &["--offline", "gw-013"]);
+    let journal = d.path().join("j.jsonl");
+    let t0 = Instant::now();
+    let mut run = rollout(&plan, &inv, &endpoint, &journal, true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Plan time is wall time × 600; give up (and fail) a little after 3× the prediction.
+    let limit = Duration::from_secs_f64(3.0 * predicted_s / 600.0);
+    while run.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit + Duration::from_secs(15) {
+            let _ = run.kill();
+            panic!("the rollout was still running after 3× its predicted makespan");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let plan_time_s = t0.elapsed().as_secs_f64() * 600.0;
+    let o = run.wait_with_output().unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{out}\n{err}");
+    assert!(
+        plan_time_s <= 3.0 * predicted_s,
+        "ended after {plan_time_s:.0} s of plan time; predicted {predicted_s:.0} s"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("failed: gw-013") && l.contains("Unreachable")),
+        "{out}"
+    );
+    // From the platform's side: nothing of gw-013 is left queued, every execution of it
+    // was withdrawn, and everyone else was updated exactly once.
+    let mut c = client(&endpoint);
+    let ex = executions(&mut c, "gw-013");
+    assert!(
+        !ex.is_empty() && ex.iter().all(|e| e.0 == "CANCELED"),
+        "gw-013: {ex:?}"
+    );
+    assert_platform_safe(&mut c, 20, &["gw-013"], &plan);
+    aws.assert_all_verified();
+}
+
+/// (success rate, makespan in seconds) of the plan simulated on `n` gateways for `seeds`.
+fn simulated(plan: &Path, n: usize, seeds: std::ops::Range<u64>) -> Vec<(f64, f64)> {
+    seeds
+        .map(|seed| {
+            let o = bin()
+                .args([
+                    "simulate",
+                    &seed_scenario(),
+                    "--plan",
+                    plan.to_str().unwrap(),
+                ])
+                .args(["--seed", &seed.to_string(), "--json"])
+                .args(["--set", &format!("fleet.gateways={n}")])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            (
+                v["success_rate"].as_f64().unwrap(),
+                v["makespan_s"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A rehearsal meets the physics its prediction came from: the emulated fleet is the
+/// simulator's world (shared links, installs, faults, batteries in shadows) in scaled time.
+#[test]
+fn ministack_rehearsals_of_the_tuned_plan_agree_with_its_prediction() {
+    const N: usize = 60;
+    let d = tempfile::tempdir().unwrap();
+    let plan = tuned_plan(d.path());
+    let predicted = simulated(&plan, N, 1..41);
+    let band = |i: usize| {
+        let v: Vec<f64> = predicted
+            .iter()
+            .map(|p| if i == 0 { p.0 } else { p.1 })
+            .collect();
+        (quantile(v.clone(), 0.05), quantile(v, 0.95))
+    };
+    let (success_band, makespan_band) = (band(0), band(1));
+    let mut rehearsed = Vec::new();
+    // Seeds the prediction never saw.
+    for seed in [101u64, 102, 103] {
+        let aws = ministack();
+        let inv = inventory(d.path(), N);
+        let mut c = bin();
+        with_creds(&mut c)
+            .args(["emulate", "aws-fleet", "--endpoint", &aws.upstream])
+            .args(["--inventory", inv.to_str().unwrap(), "--create-things"])
+            .args(["--scenario", &seed_scenario(), "--speed", "600"])
+            .args(["--seed", &seed.to_string(), "--publish-facts"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("fleet: playing"), "{line}");
+        let _fleet = Proc(child);
+        let journal = d.path().join(format!("j{seed}.jsonl"));
+        let o = rollout(&plan, &inv, &aws.endpoint, &journal, true)
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+        let field = |prefix: &str| -> f64 {
+            let l = out.lines().find(|l| l.starts_with(prefix)).unwrap();
+            l[prefix.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let success = field("succeeded: ") / N as f64;
+        rehearsed.push((success, field("plan time: ")));
+        aws.assert_all_verified();
+    }
+    let median = |i: usize| {
+        let v: Vec<f64> = rehearsed
+            .iter()
+            .map(|r| if i == 0 { r.0 } else { r.1 })
+            .collect();
+        quantile(v, 0.5)
+    };
+    let (success, makespan) = (median(0), median(1));
+    eprintln!(
+        "rehearsed {rehearsed:?}; predicted success {success_band:?}, makespan {makespan_band:?}"
+    );
+    assert!(
+        (success_band.0..=success_band.1).contains(&success),
+        "rehearsed success {success} outside the prediction's p05–p95 {success_band:?} ({rehearsed:?})"
+    );
+    assert!(
+        (makespan_band.0..=makespan_band.1).contains(&makespan),
+        "rehearsed makespan {makespan:.0} s outside the prediction's p05–p95 {makespan_band:?} ({rehearsed:?})"
+    );
 }

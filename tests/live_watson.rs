@@ -573,8 +573,78 @@ fn rules_the_backend_cannot_feed_are_refused_unless_accepted_by_name() {
     let out = stdout(&o);
     assert!(
         out.contains("BLIND  defect halt")
-            && out.contains("BLIND  pre-checks")
+            && out.contains("live   pre-checks")
             && out.contains("live   rollback"),
         "{out}"
     );
+}
+
+/// Registers a device (or replaces its metadata) through the documented device API.
+fn set_battery(endpoint: &str, device: &str, pct: f64, register: bool) {
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{KEY}:{TOKEN}")
+        )
+    );
+    let metadata = serde_json::json!({ "stagger": { "battery_pct": pct } });
+    let r = if register {
+        ureq::post(&format!(
+            "{endpoint}/api/v0002/device/types/gateway/devices"
+        ))
+        .set("Authorization", &auth)
+        .send_json(serde_json::json!({ "deviceId": device, "metadata": metadata }))
+    } else {
+        ureq::put(&format!(
+            "{endpoint}/api/v0002/device/types/gateway/devices/{device}"
+        ))
+        .set("Authorization", &auth)
+        .send_json(serde_json::json!({ "metadata": metadata }))
+    };
+    assert!(r.is_ok(), "{device}: {r:?}");
+}
+
+#[test]
+fn device_metadata_holds_back_low_battery_devices_until_they_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 16);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(&inv, &[]);
+    let low = ["gw-001", "gw-002", "gw-003"];
+    for i in 0..16 {
+        let id = format!("gw-{i:03}");
+        let pct = if low.contains(&id.as_str()) {
+            10.0
+        } else {
+            90.0
+        };
+        set_battery(&emu.endpoint, &id, pct, true);
+    }
+    let journal = d.path().join("j.jsonl");
+    let run = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while emu.stats()["updated"].as_array().map_or(0, Vec::len) < 10
+        && t0.elapsed() < Duration::from_secs(40)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let s = emu.stats();
+    for id in low {
+        assert_eq!(
+            count(&s, "download_requests", id),
+            0,
+            "{id} was sent a download while its metadata said 10% battery: {s}"
+        );
+    }
+    for id in low {
+        set_battery(&emu.endpoint, id, 90.0, false);
+    }
+    let o = run.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_platform_safe(&emu.stats(), 16, &[], &plan);
 }

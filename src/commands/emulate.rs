@@ -66,13 +66,19 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             if !(a.speed.is_finite() && a.speed > 0.0) {
                 return Err(Failure::input("--speed must be positive"));
             }
+            let inventory = Inventory::load(&a.inventory.display().to_string(), false)?;
+            // The world has one gateway per inventory thing.
+            let mut sets = a.sets.clone();
+            sets.push(format!("fleet.gateways={}", inventory.devices.len()));
             let mut fleet = crate::emulate::aws::Fleet {
                 client: crate::live::aws::Signed::from_env(&a.endpoint, a.speed)
                     .map_err(Failure::input)?,
-                scenario: scenario::load(&a.scenario.display().to_string(), &a.sets)?,
-                inventory: Inventory::load(&a.inventory.display().to_string(), false)?,
+                scenario: scenario::load(&a.scenario.display().to_string(), &sets)?,
+                inventory,
                 speed: a.speed,
                 fail: a.fail.clone(),
+                offline: a.offline.clone(),
+                publish_facts: a.publish_facts,
                 seed: a.seed,
             };
             if a.create_things {

@@ -476,6 +476,11 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         report.succeeded.len(),
         inv.devices.len()
     );
+    println!(
+        "plan time: {:.0} s ({:.2} h) since the first start",
+        report.plan_time_s,
+        report.plan_time_s / 3600.0
+    );
     for (id, attempts, why) in &report.failed {
         println!("failed: {id} after {attempts} attempt(s): {why}");
     }

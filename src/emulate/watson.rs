@@ -85,6 +85,8 @@ struct State {
     cfg: Config,
     requests: Vec<MgmtRequest>,
     devices: BTreeMap<String, Device>,
+    /// Registered devices, (typeId, deviceId) → their metadata (the documented device API).
+    registry: BTreeMap<(String, String), Value>,
     rng: Pcg64,
     seen: Seen,
 }
@@ -287,7 +289,54 @@ impl State {
         v
     }
 
+    /// `/api/v0002/device/types/{typeId}/devices[/{deviceId}]`: register (POST), read
+    /// (GET) and update (PUT, which replaces the metadata) a device.
+    fn device_route(&mut self, method: &Method, segs: &[&str], body: &str) -> (u16, Value) {
+        let view =
+            |t: &str, d: &str, m: &Value| json!({ "typeId": t, "deviceId": d, "metadata": m });
+        let parsed = || serde_json::from_str::<Value>(body).unwrap_or(Value::Null);
+        match (method, segs) {
+            (Method::Post, [t]) => {
+                let b = parsed();
+                let Some(d) = b.get("deviceId").and_then(Value::as_str) else {
+                    return (400, json!({ "message": "deviceId is required" }));
+                };
+                let key = (t.to_string(), d.to_string());
+                if self.registry.contains_key(&key) {
+                    return (409, json!({ "message": "device already exists" }));
+                }
+                let m = b.get("metadata").cloned().unwrap_or_else(|| json!({}));
+                self.registry.insert(key, m.clone());
+                (201, view(t, d, &m))
+            }
+            (Method::Get, [t, d]) => match self.registry.get(&(t.to_string(), d.to_string())) {
+                Some(m) => (200, view(t, d, m)),
+                None => (404, json!({ "message": "device not found" })),
+            },
+            (Method::Put, [t, d]) => {
+                let key = (t.to_string(), d.to_string());
+                let Some(m) = self.registry.get_mut(&key) else {
+                    return (404, json!({ "message": "device not found" }));
+                };
+                if let Some(new) = parsed().get("metadata") {
+                    *m = new.clone();
+                }
+                let m = m.clone();
+                (200, view(t, d, &m))
+            }
+            _ => (404, json!({ "message": "not found" })),
+        }
+    }
+
     fn route(&mut self, method: &Method, path: &str, query: &str, body: &str) -> (u16, Value) {
+        if let Some(rest) = path.strip_prefix("/api/v0002/device/types/") {
+            let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            return match segs.as_slice() {
+                [t, "devices"] => self.device_route(method, &[t], body),
+                [t, "devices", d] => self.device_route(method, &[t, d], body),
+                _ => (404, json!({ "message": "not found" })),
+            };
+        }
         if !path.starts_with("/api/v0002/mgmt/requests") {
             return (404, json!({ "message": "not found" }));
         }
@@ -384,6 +433,7 @@ pub fn serve(cfg: Config, port: u16) -> Result<(), String> {
         cfg,
         requests: Vec::new(),
         devices: BTreeMap::new(),
+        registry: BTreeMap::new(),
         rng: Pcg64::seed_from_u64(seed),
         seen: Seen::default(),
     }));

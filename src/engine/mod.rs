@@ -233,8 +233,11 @@ struct Gw {
     deferrals: u16,
     offline_deferrals: u16,
     downloaded: bool,
+    /// The current operation has not been begun by the device yet.
+    queued: bool,
     wave: u32,
     wake: Time,
+    started_at: Time,
     cause: Option<Cause>,
 }
 
@@ -290,8 +293,10 @@ impl Engine {
                 deferrals: 0,
                 offline_deferrals: 0,
                 downloaded: false,
+                queued: false,
                 wave: 0,
                 wake: Time::ZERO,
+                started_at: Time::ZERO,
                 cause: None,
             };
             inventory.len()
@@ -473,7 +478,13 @@ impl Engine {
                 Status::InFlight => {
                     let attempt = self.attempts(g);
                     self.out.push_back(Command::Cancel { gw: g, attempt });
-                    self.on_failure(g, Cause::Timeout);
+                    // Never begun: the device did not pick the operation up.
+                    let cause = if self.gws[g as usize].queued {
+                        Cause::Unreachable
+                    } else {
+                        Cause::Timeout
+                    };
+                    self.on_failure(g, cause);
                 }
                 _ => {}
             }
@@ -504,10 +515,13 @@ impl Engine {
                 }
             }
             Observation::Progress { gw, attempt, phase } => {
-                if self.is_current(gw, attempt)
-                    && matches!(phase, Phase::Downloaded | Phase::Installing)
-                {
-                    self.mark_downloaded(gw);
+                if self.is_current(gw, attempt) {
+                    if phase != Phase::Queued {
+                        self.mark_begun(gw);
+                    }
+                    if matches!(phase, Phase::Downloaded | Phase::Installing) {
+                        self.mark_downloaded(gw);
+                    }
                 }
             }
             Observation::Succeeded { gw } => self.on_succeeded(gw),
@@ -524,6 +538,23 @@ impl Engine {
             }
         }
         self.handle_timeout(self.now);
+    }
+
+    /// The device began its operation: from now on only the operation timeout applies.
+    fn mark_begun(&mut self, g: u32) {
+        let op_timeout = self.policy.op_timeout;
+        let gw = &mut self.gws[g as usize];
+        if !gw.queued {
+            return;
+        }
+        gw.queued = false;
+        let wake = op_timeout.map_or(Time::NEVER, |t| gw.started_at + t);
+        if wake != gw.wake {
+            gw.wake = wake;
+            if wake != Time::NEVER {
+                self.timers.push(Reverse((wake, g)));
+            }
+        }
     }
 
     fn is_current(&self, gw: u32, attempt: u32) -> bool {
@@ -827,7 +858,13 @@ impl Engine {
         let gw = &mut self.gws[g as usize];
         gw.attempts += 1;
         let attempt = u32::from(gw.attempts);
-        if let Some(t) = self.policy.op_timeout {
+        gw.started_at = self.now;
+        gw.queued = self.policy.queue_timeout.is_some();
+        let first = match (self.policy.queue_timeout, self.policy.op_timeout) {
+            (Some(q), Some(o)) => Some(q.min(o)),
+            (q, o) => q.or(o),
+        };
+        if let Some(t) = first {
             gw.wake = self.now + t;
             self.timers.push(Reverse((gw.wake, g)));
         } else {

@@ -157,6 +157,8 @@ pub struct Policy {
     pub canary: Option<Canary>,
     pub retry: Retry,
     pub op_timeout: Option<Time>,
+    /// An operation no device has begun within this is given up as unreachable.
+    pub queue_timeout: Option<Time>,
     pub prechecks: Option<Prechecks>,
     /// Roll back a batch and halt when its success fraction is below this.
     pub rollback_below: Option<f64>,
@@ -179,6 +181,7 @@ impl Policy {
             canary: None,
             retry: Retry::default(),
             op_timeout: None,
+            queue_timeout: None,
             prechecks: None,
             rollback_below: None,
             defect_halt_after: None,

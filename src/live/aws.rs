@@ -173,16 +173,7 @@ pub fn job_id(prefix: &str, intent: &str) -> String {
 
 /// Pre-check facts from a classic shadow's `state.reported`; an absent field is unknown.
 pub fn facts_of_shadow(doc: &Value) -> Facts {
-    let r = |k: &str| doc.pointer(&format!("/state/reported/{k}"));
-    let num = |k: &str| r(k).and_then(Value::as_f64);
-    Facts {
-        online: true,
-        cpu_pct: num("cpu_pct"),
-        disk_mb: num("disk_free_mb"),
-        battery_pct: num("battery_pct"),
-        busy: r("busy").and_then(Value::as_bool),
-        stable_for: num("link_stable_s").map(crate::time::Time::from_secs),
-    }
+    crate::live::backend::published_facts(doc.pointer("/state/reported"))
 }
 
 fn thing_of_arn(arn: &str) -> &str {
@@ -399,7 +390,8 @@ impl Backend for AwsJobs {
                     .unwrap_or("QUEUED");
                 let state = match status {
                     "SUCCEEDED" => OpState::Succeeded,
-                    "QUEUED" | "IN_PROGRESS" => OpState::InProgress,
+                    "QUEUED" => OpState::Queued,
+                    "IN_PROGRESS" => OpState::InProgress,
                     other => OpState::Failed(other.to_string()),
                 };
                 out.push(DeviceStatus {
@@ -423,6 +415,21 @@ impl Backend for AwsJobs {
             Err(e) => return Err(e),
         };
         Ok(facts_of_shadow(&doc))
+    }
+
+    fn cancel_queued(&mut self, reference: &str, device: &Device) -> Result<(), CallError> {
+        // CancelJobExecution, not forced: AWS refuses it once the device has begun.
+        let path = format!(
+            "/things/{}/jobs/{reference}/cancel",
+            encode_query(&device.id)
+        );
+        let body = json!({ "statusDetails": { "stagger": "not begun within the queue timeout" } });
+        match self.client.once("PUT", &path, Some(&body), "iot") {
+            Ok(_) => Ok(()),
+            // Begun meanwhile (it ends by its own timeout), or already over.
+            Err(CallError::Conflict(_)) | Err(CallError::Invalid(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn health_failed(&mut self, reference: &str, device: &Device) -> Result<bool, CallError> {

@@ -7,10 +7,29 @@ use super::http::CallError;
 use super::inventory::Device;
 use super::signals::Signal;
 use crate::engine::Facts;
+use serde_json::Value;
+
+/// Pre-check facts as a fleet publishes them (an AWS shadow's `state.reported`, a Watson
+/// device's `metadata.stagger`): `cpu_pct`, `disk_free_mb`, `battery_pct`, `busy`,
+/// `link_stable_s`. A field that is absent or of the wrong type is unknown.
+pub fn published_facts(fields: Option<&Value>) -> Facts {
+    let get = |k: &str| fields.and_then(|f| f.get(k));
+    let num = |k: &str| get(k).and_then(Value::as_f64);
+    Facts {
+        online: true,
+        cpu_pct: num("cpu_pct"),
+        disk_mb: num("disk_free_mb"),
+        battery_pct: num("battery_pct"),
+        busy: get("busy").and_then(Value::as_bool),
+        stable_for: num("link_stable_s").map(crate::time::Time::from_secs),
+    }
+}
 
 /// A device's state within one platform operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpState {
+    /// Waiting for the device to pick it up (AWS QUEUED): nothing has begun on it.
+    Queued,
     InProgress,
     Succeeded,
     /// Ended without success; the platform's word for it.
@@ -19,7 +38,7 @@ pub enum OpState {
 
 impl OpState {
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, OpState::InProgress)
+        !matches!(self, OpState::Queued | OpState::InProgress)
     }
 }
 
@@ -70,6 +89,11 @@ pub trait Backend {
     fn status(&mut self, reference: &str) -> Result<Vec<DeviceStatus>, CallError>;
     /// Stops what has not started yet in an operation (only when `can_cancel`).
     fn cancel(&mut self, reference: &str) -> Result<(), CallError>;
+    /// Withdraws one device's part of an operation that it has not begun (only when
+    /// `can_cancel`); one already begun is left to finish.
+    fn cancel_queued(&mut self, _reference: &str, _device: &Device) -> Result<(), CallError> {
+        Ok(())
+    }
     /// A device's pre-update facts (only called when `signals()` has `Prechecks`).
     fn facts(&mut self, _device: &Device) -> Result<Facts, CallError> {
         Ok(Facts::unknown())

@@ -3,7 +3,9 @@
 //! (numbered: the number is the intent id), and every call the driver made to the backend
 //! (before the call, and its answer after). Recovery replays it; nothing is reconstructed.
 //!
-//! Records are group-committed: `append` buffers, `sync` reaches the disk, and the driver
+//! Observations of one time share a line, and so do consecutive commands, each in a
+//! compact form (`{"start":[7,1]}`): a 100,000-gateway rollout journals about 140 bytes a
+//! gateway. Records are group-committed: `append` buffers, `sync` reaches the disk, and the driver
 //! syncs before every call that can change the platform (a request, a cancel). Reads need
 //! no sync: an observation lost in a crash is observed again. The header is created atomically, and a lock file
 //! beside the journal keeps a second executor out.
@@ -18,7 +20,8 @@ use crate::engine::{Cause, Command, Facts, HaltReason, Observation, Phase};
 use crate::scenario::InputError;
 use crate::time::Time;
 
-pub const VERSION: u32 = 2;
+/// 3: observations and commands are grouped, each in a compact array form.
+pub const VERSION: u32 = 3;
 
 /// The first line: what this rollout is. A resume must match it field by field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,10 +98,11 @@ pub fn digest(parts: &[&[u8]]) -> String {
 pub enum Record {
     /// Engine input: the clock advanced to `t` (plan ms).
     Tick { t: u64 },
-    /// Engine input: an observation at `t`.
-    Obs { t: u64, o: Obs },
-    /// Engine output number `n`, in emission order. `n` is the command's intent id.
-    Cmd { n: u64, c: Cmd },
+    /// Engine inputs: observations at `t`, fed in order.
+    Obs { t: u64, o: Vec<Obs> },
+    /// Engine outputs numbered `n`, `n + 1`, … in emission order. The number is the
+    /// command's intent id.
+    Cmd { n: u64, c: Vec<Cmd> },
     /// About to ask the backend for `phase` on these gateways (each with its attempt).
     /// `intent` is the correlation key the request itself carries.
     Send {
@@ -132,9 +136,30 @@ pub enum Record {
     Done { t: u64 },
 }
 
+impl Record {
+    /// How many entries the record holds: its observations or commands, else one.
+    pub fn entries(&self) -> usize {
+        match self {
+            Record::Obs { o, .. } => o.len(),
+            Record::Cmd { c, .. } => c.len(),
+            _ => 1,
+        }
+    }
+
+    /// One observation at `t` (the journal gathers those of one time into a line).
+    pub fn obs(t: u64, o: Obs) -> Record {
+        Record::Obs { t, o: vec![o] }
+    }
+
+    /// Command number `n`.
+    pub fn cmd(n: u64, c: Cmd) -> Record {
+        Record::Cmd { n, c: vec![c] }
+    }
+}
+
 /// An engine observation as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "o", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "ObsRow")]
 pub enum Obs {
     Accepted {
         gw: u32,
@@ -161,15 +186,10 @@ pub enum Obs {
     Checked {
         gw: u32,
         online: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         cpu_pct: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         disk_mb: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         battery_pct: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         busy: Option<bool>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         stable_ms: Option<u64>,
     },
     Latency {
@@ -178,8 +198,8 @@ pub enum Obs {
 }
 
 /// An engine command as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "c", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "CmdRow")]
 pub enum Cmd {
     Check {
         gw: u32,
@@ -204,6 +224,157 @@ pub enum Cmd {
         kind: String,
         reason: String,
     },
+}
+
+/// An observation on disk, compact: `{"succeeded":7}`, `{"progress":[7,1,"downloaded"]}`.
+/// A journal line holds many, so every byte counts against the fsync before each call.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ObsRow<S = String> {
+    Accepted(u32, u32),
+    Rejected(u32, u32),
+    Progress(u32, u32, S),
+    Succeeded(u32),
+    Failed(u32, u32, S),
+    /// Gateway, online, and the facts that are known (none: `null`).
+    Checked(u32, bool, Option<FactsRow>),
+    Latency(f64),
+}
+
+#[derive(Serialize, Deserialize, Default, PartialEq)]
+struct FactsRow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cpu_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk_mb: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    battery_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    busy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stable_ms: Option<u64>,
+}
+
+impl Serialize for Obs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ObsRow::from(self).serialize(s)
+    }
+}
+
+impl<'a> From<&'a Obs> for ObsRow<&'a str> {
+    fn from(o: &'a Obs) -> ObsRow<&'a str> {
+        match *o {
+            Obs::Accepted { gw, attempt } => ObsRow::Accepted(gw, attempt),
+            Obs::Rejected { gw, attempt } => ObsRow::Rejected(gw, attempt),
+            Obs::Progress {
+                gw,
+                attempt,
+                ref phase,
+            } => ObsRow::Progress(gw, attempt, phase),
+            Obs::Succeeded { gw } => ObsRow::Succeeded(gw),
+            Obs::Failed {
+                gw,
+                attempt,
+                ref cause,
+            } => ObsRow::Failed(gw, attempt, cause),
+            Obs::Checked {
+                gw,
+                online,
+                cpu_pct,
+                disk_mb,
+                battery_pct,
+                busy,
+                stable_ms,
+            } => {
+                let facts = FactsRow {
+                    cpu_pct,
+                    disk_mb,
+                    battery_pct,
+                    busy,
+                    stable_ms,
+                };
+                let known = (facts != FactsRow::default()).then_some(facts);
+                ObsRow::Checked(gw, online, known)
+            }
+            Obs::Latency { ms } => ObsRow::Latency(ms),
+        }
+    }
+}
+
+impl From<ObsRow> for Obs {
+    fn from(r: ObsRow) -> Obs {
+        match r {
+            ObsRow::Accepted(gw, attempt) => Obs::Accepted { gw, attempt },
+            ObsRow::Rejected(gw, attempt) => Obs::Rejected { gw, attempt },
+            ObsRow::Progress(gw, attempt, phase) => Obs::Progress { gw, attempt, phase },
+            ObsRow::Succeeded(gw) => Obs::Succeeded { gw },
+            ObsRow::Failed(gw, attempt, cause) => Obs::Failed { gw, attempt, cause },
+            ObsRow::Checked(gw, online, facts) => {
+                let f = facts.unwrap_or_default();
+                Obs::Checked {
+                    gw,
+                    online,
+                    cpu_pct: f.cpu_pct,
+                    disk_mb: f.disk_mb,
+                    battery_pct: f.battery_pct,
+                    busy: f.busy,
+                    stable_ms: f.stable_ms,
+                }
+            }
+            ObsRow::Latency(ms) => Obs::Latency { ms },
+        }
+    }
+}
+
+/// A command on disk, compact: `{"check":7}`, `{"start":[7,1]}`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CmdRow<S = String> {
+    Check(u32),
+    Start(u32, u32),
+    Cancel(u32, u32),
+    Rollback(u32),
+    Wave(usize, Option<S>, usize),
+    Halt(S, S),
+}
+
+impl Serialize for Cmd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        CmdRow::from(self).serialize(s)
+    }
+}
+
+impl<'a> From<&'a Cmd> for CmdRow<&'a str> {
+    fn from(c: &'a Cmd) -> CmdRow<&'a str> {
+        match *c {
+            Cmd::Check { gw } => CmdRow::Check(gw),
+            Cmd::Start { gw, attempt } => CmdRow::Start(gw, attempt),
+            Cmd::Cancel { gw, attempt } => CmdRow::Cancel(gw, attempt),
+            Cmd::Rollback { gw } => CmdRow::Rollback(gw),
+            Cmd::Wave {
+                wave,
+                ref stage,
+                size,
+            } => CmdRow::Wave(wave, stage.as_deref(), size),
+            Cmd::Halt {
+                ref kind,
+                ref reason,
+            } => CmdRow::Halt(kind, reason),
+        }
+    }
+}
+
+impl From<CmdRow> for Cmd {
+    fn from(r: CmdRow) -> Cmd {
+        match r {
+            CmdRow::Check(gw) => Cmd::Check { gw },
+            CmdRow::Start(gw, attempt) => Cmd::Start { gw, attempt },
+            CmdRow::Cancel(gw, attempt) => Cmd::Cancel { gw, attempt },
+            CmdRow::Rollback(gw) => Cmd::Rollback { gw },
+            CmdRow::Wave(wave, stage, size) => Cmd::Wave { wave, stage, size },
+            CmdRow::Halt(kind, reason) => Cmd::Halt { kind, reason },
+        }
+    }
 }
 
 const PHASES: [(Phase, &str); 4] = [
@@ -394,6 +565,10 @@ pub struct Journal {
     file: Option<File>,
     /// Records appended since the last sync.
     buf: Vec<u8>,
+    /// The open line of observations at one time, and of consecutive commands (with the
+    /// number the next command must have to join it).
+    obs: Option<(u64, Vec<u8>)>,
+    cmds: Option<(u64, Vec<u8>)>,
     /// Held for the life of the journal; the OS releases it when the process dies.
     _lock: Option<File>,
 }
@@ -475,6 +650,8 @@ impl Journal {
                 path: path.to_path_buf(),
                 file: Some(file),
                 buf: Vec::with_capacity(1 << 16),
+                obs: None,
+                cmds: None,
                 _lock: Some(lock_file),
             },
             header,
@@ -488,42 +665,97 @@ impl Journal {
             path: PathBuf::from("(discarded)"),
             file: None,
             buf: Vec::new(),
+            obs: None,
+            cmds: None,
             _lock: None,
         }
     }
 
-    /// Appends one record to the buffer (group commit: `sync` makes it durable).
+    /// Appends one record (group commit: `sync` makes it durable). Observations of one
+    /// time and the commands they caused are gathered into one line each: the observations'
+    /// line first, then the commands', which replay matches in emission order.
     pub fn append(&mut self, r: &Record) -> std::io::Result<()> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        match r {
+            // Commands waiting to be written may stay behind a new line of observations:
+            // replay matches commands in emission order, whatever they sit behind.
+            Record::Obs { t, o } => {
+                if self.obs.as_ref().is_some_and(|(at, _)| at != t) {
+                    self.write_groups()?;
+                }
+                let (_, line) = self.obs.get_or_insert_with(|| {
+                    (*t, format!(r#"{{"k":"obs","t":{t},"o":["#).into_bytes())
+                });
+                push_items(line, o)?;
+            }
+            Record::Cmd { n, c } => {
+                if self.cmds.as_ref().is_some_and(|(next, _)| next != n) {
+                    self.write_groups()?;
+                }
+                let (next, line) = self.cmds.get_or_insert_with(|| {
+                    (*n, format!(r#"{{"k":"cmd","n":{n},"c":["#).into_bytes())
+                });
+                *next += c.len() as u64;
+                push_items(line, c)?;
+            }
+            other => {
+                self.write_groups()?;
+                self.write_line(other)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_groups(&mut self) -> std::io::Result<()> {
+        for (_, mut line) in [self.obs.take(), self.cmds.take()].into_iter().flatten() {
+            line.extend_from_slice(b"]}\n");
+            self.buf.extend_from_slice(&line);
+        }
+        self.spill()
+    }
+
+    fn write_line(&mut self, r: &Record) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.buf, r).map_err(std::io::Error::other)?;
         self.buf.push(b'\n');
+        self.spill()
+    }
+
+    fn spill(&mut self) -> std::io::Result<()> {
         if self.buf.len() > (1 << 22) {
             // Bound memory on long stretches without external calls: written, not yet synced.
-            if let Some(f) = self.file.as_mut() {
-                f.write_all(&self.buf)?;
-            }
-            self.buf.clear();
+            self.write_buf()?;
         }
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> std::io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&self.buf)?;
+        }
+        self.buf.clear();
         Ok(())
     }
 
     /// Makes every appended record durable. Called before any external call.
     pub fn sync(&mut self) -> std::io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) if !self.buf.is_empty() => {
-                f.write_all(&self.buf)?;
-                self.buf.clear();
-                f.sync_data()
-            }
-            _ => {
-                self.buf.clear();
-                Ok(())
-            }
+        self.write_groups()?;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf()?;
+        match self.file.as_ref() {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
         }
     }
 
     /// Drops what was appended but not synced, as a crash (kill -9) would. For tests.
     pub fn crash(mut self) {
         self.buf.clear();
+        self.obs = None;
+        self.cmds = None;
     }
 
     pub fn path(&self) -> &Path {
@@ -535,6 +767,17 @@ impl Drop for Journal {
     fn drop(&mut self) {
         let _ = self.sync();
     }
+}
+
+/// Adds items to an open line, comma-separated.
+fn push_items<T: Serialize>(line: &mut Vec<u8>, items: &[T]) -> std::io::Result<()> {
+    for item in items {
+        if line.last() != Some(&b'[') {
+            line.push(b',');
+        }
+        serde_json::to_writer(&mut *line, item).map_err(std::io::Error::other)?;
+    }
+    Ok(())
 }
 
 /// Header written to a temporary file, fsync'd, renamed into place, directory fsync'd:
@@ -667,11 +910,7 @@ mod tests {
             let (mut j, _, recs) = Journal::open(&p, &header()).unwrap();
             assert!(recs.is_empty());
             j.append(&Record::Tick { t: 1 }).unwrap();
-            j.append(&Record::Obs {
-                t: 2,
-                o: Obs::Succeeded { gw: 1 },
-            })
-            .unwrap();
+            j.append(&Record::obs(2, Obs::Succeeded { gw: 1 })).unwrap();
             j.sync().unwrap();
         }
         // A crash in the middle of a write.
@@ -705,6 +944,51 @@ mod tests {
             j.sync().unwrap();
         }
         assert_eq!(read(&p2).unwrap().records.len(), 1);
+    }
+
+    #[test]
+    fn observations_of_one_time_and_their_commands_share_a_line_each() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.jsonl");
+        let checked = Obs::Checked {
+            gw: 0,
+            online: true,
+            cpu_pct: None,
+            disk_mb: None,
+            battery_pct: Some(10.0),
+            busy: None,
+            stable_ms: None,
+        };
+        {
+            let (mut j, _, _) = Journal::open(&p, &header()).unwrap();
+            j.append(&Record::Tick { t: 1 }).unwrap();
+            j.append(&Record::cmd(0, Cmd::Check { gw: 0 })).unwrap();
+            j.append(&Record::obs(1, checked.clone())).unwrap();
+            j.append(&Record::cmd(1, Cmd::Start { gw: 0, attempt: 1 }))
+                .unwrap();
+            j.append(&Record::obs(1, Obs::Succeeded { gw: 1 })).unwrap();
+            j.append(&Record::obs(2, Obs::Succeeded { gw: 0 })).unwrap();
+            j.sync().unwrap();
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                r#"{"k":"tick","t":1}"#,
+                r#"{"k":"obs","t":1,"o":[{"checked":[0,true,{"battery_pct":10.0}]},{"succeeded":1}]}"#,
+                r#"{"k":"cmd","n":0,"c":[{"check":0},{"start":[0,1]}]}"#,
+                r#"{"k":"obs","t":2,"o":[{"succeeded":0}]}"#,
+            ]
+        );
+        let back: Vec<Record> = read(&p).unwrap().records.into_iter().map(|r| r.1).collect();
+        assert_eq!(
+            back[1],
+            Record::Obs {
+                t: 1,
+                o: vec![checked, Obs::Succeeded { gw: 1 }]
+            }
+        );
     }
 
     #[test]

@@ -9,10 +9,11 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::backend::{Backend, DeviceStatus, OpState, PlatformOp};
+use super::backend::{published_facts, Backend, DeviceStatus, OpState, PlatformOp};
 use super::http::{encode_query, CallError, Http};
 use super::inventory::Device;
 use super::signals::Signal;
+use crate::engine::Facts;
 
 /// The request parameter that carries the driver's intent id.
 pub const INTENT_PARAM: &str = "stagger_intent";
@@ -29,7 +30,7 @@ pub struct Watson {
 }
 
 impl Watson {
-    pub const SIGNALS: &'static [Signal] = &[Signal::Throttling];
+    pub const SIGNALS: &'static [Signal] = &[Signal::Prechecks, Signal::Throttling];
 
     /// Credentials come from WIOTP_API_KEY and WIOTP_API_TOKEN; they go into the
     /// Authorization header and nowhere else.
@@ -170,10 +171,24 @@ impl Backend for Watson {
         device.type_id.clone().unwrap_or_default()
     }
 
-    /// No pre-check facts yet (devices may publish them in `metadata.stagger`), no health
-    /// signal, and no cancel; throttling (429) is seen.
+    /// Pre-check facts from each device's `metadata.stagger` and throttling (429); no
+    /// health signal, and no cancel.
     fn signals(&self) -> &'static [Signal] {
         Self::SIGNALS
+    }
+
+    fn facts(&mut self, device: &Device) -> Result<Facts, CallError> {
+        let path = format!(
+            "/api/v0002/device/types/{}/devices/{}",
+            encode_query(device.type_id.as_deref().unwrap_or_default()),
+            encode_query(&device.id)
+        );
+        match self.get(&path) {
+            Ok(v) => Ok(published_facts(v.pointer("/metadata/stagger"))),
+            // Not registered, or no metadata: nothing published, and unknown never blocks.
+            Err(CallError::NotFound(_)) => Ok(Facts::unknown()),
+            Err(e) => Err(e),
+        }
     }
 
     fn submit(

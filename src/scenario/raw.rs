@@ -151,6 +151,8 @@ pub struct RawPolicy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub op_timeout_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prechecks: Option<RawPrechecks>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RawRollback>,

@@ -408,6 +408,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
     const SHARED: &[&str] = &[
         "retry",
         "op_timeout_s",
+        "queue_timeout_s",
         "prechecks",
         "defect_halt",
         "max_concurrent",
@@ -417,6 +418,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
         Family::Fixed => &[
             "retry",
             "op_timeout_s",
+            "queue_timeout_s",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -428,6 +430,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
         Family::Backoff => &[
             "retry",
             "op_timeout_s",
+            "queue_timeout_s",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -437,6 +440,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
         Family::Pipelined => &[
             "retry",
             "op_timeout_s",
+            "queue_timeout_s",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -449,6 +453,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
         Family::Staged => &[
             "retry",
             "op_timeout_s",
+            "queue_timeout_s",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -461,6 +466,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
         Family::Adaptive => &[
             "retry",
             "op_timeout_s",
+            "queue_timeout_s",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -488,6 +494,7 @@ fn present_keys(p: &RawPolicy) -> Vec<&'static str> {
     add(p.canary.is_some(), "canary");
     add(p.retry.is_some(), "retry");
     add(p.op_timeout_s.is_some(), "op_timeout_s");
+    add(p.queue_timeout_s.is_some(), "queue_timeout_s");
     add(p.prechecks.is_some(), "prechecks");
     add(p.rollback.is_some(), "rollback");
     add(p.defect_halt.is_some(), "defect_halt");
@@ -620,6 +627,10 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
     out.op_timeout = p
         .op_timeout_s
         .map(|t| num(Some(t), 0.0, &k("op_timeout_s"), 1.0, 1e7).map(Time::from_secs))
+        .transpose()?;
+    out.queue_timeout = p
+        .queue_timeout_s
+        .map(|t| num(Some(t), 0.0, &k("queue_timeout_s"), 1.0, 1e7).map(Time::from_secs))
         .transpose()?;
     if let Some(pc) = &p.prechecks {
         let opt = |v: Option<f64>, key: &str, hi: f64| {

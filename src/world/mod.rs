@@ -266,6 +266,11 @@ impl World {
         self.queue.push(t, e);
     }
 
+    /// When the next event is due, if any.
+    pub fn next_event_time(&self) -> Option<Time> {
+        self.queue.peek_time()
+    }
+
     pub fn pop(&mut self) -> Option<(Time, Event)> {
         self.queue.pop()
     }

@@ -51,6 +51,8 @@ pub struct Report {
     pub interrupted: bool,
     /// Gateways that installed the new firmware in a wave that was rolled back.
     pub rollback_needed: Vec<String>,
+    /// Plan time from the first start to the last journaled event (seconds).
+    pub plan_time_s: f64,
 }
 
 /// What replay found.
@@ -79,6 +81,8 @@ struct Op {
     sending: Sending,
     /// The engine cancelled it (a halt): send nothing more, observe it to its end.
     cancelled: bool,
+    /// The device has begun it (reported once, for the engine's queue timeout).
+    begun: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,8 @@ pub struct Live<'a> {
     orphans: BTreeMap<u32, VecDeque<(usize, String)>>,
     known: BTreeSet<String>,
     cancelled_refs: BTreeSet<String>,
+    /// Queued parts of abandoned attempts already withdrawn: (gateway, reference).
+    withdrawn: BTreeSet<(u32, String)>,
     polls: BTreeMap<String, Retry>,
     next_poll_ms: u64,
     sends: Retry,
@@ -183,6 +189,7 @@ impl<'a> Live<'a> {
             expected: VecDeque::new(),
             ops: BTreeMap::new(),
             zombies: BTreeMap::new(),
+            withdrawn: BTreeSet::new(),
             unconfirmed: BTreeMap::new(),
             checks: Vec::new(),
             orphans: BTreeMap::new(),
@@ -322,6 +329,7 @@ impl<'a> Live<'a> {
 
     pub fn report(&self, interrupted: bool) -> Report {
         let mut report = Report {
+            plan_time_s: self.now.secs(),
             halted: self.engine.halted().map(ToString::to_string),
             interrupted,
             rollback_needed: self

@@ -143,10 +143,10 @@ impl Live<'_> {
                 Facts::unknown()
             };
             let t = self.plan_now().millis();
-            self.record(Record::Obs {
+            self.record(Record::obs(
                 t,
-                o: Obs::from(&Observation::Checked { gw, facts }),
-            })?;
+                Obs::from(&Observation::Checked { gw, facts }),
+            ))?;
         }
         self.facts = Retry::default();
         Ok(())
@@ -221,14 +221,14 @@ impl Live<'_> {
             .map(|(g, op)| (*g, op.attempt))
             .collect();
         for (gw, attempt) in dropped {
-            self.record(Record::Obs {
+            self.record(Record::obs(
                 t,
-                o: Obs::Failed {
+                Obs::Failed {
                     gw,
                     attempt,
                     cause: "cancelled".into(),
                 },
-            })?;
+            ))?;
         }
         if !self.surveyed || self.wall_ms() < self.sends.next_ms {
             return Ok(());
@@ -361,13 +361,13 @@ impl Live<'_> {
                 if matches!(e, CallError::Throttled(_)) && phase == 0 {
                     // The service refused work: the engine's backoff and window hear of it.
                     for (gw, attempt) in group {
-                        self.record(Record::Obs {
+                        self.record(Record::obs(
                             t,
-                            o: Obs::Rejected {
+                            Obs::Rejected {
                                 gw: *gw,
                                 attempt: *attempt,
                             },
-                        })?;
+                        ))?;
                     }
                 }
                 Ok(())
@@ -434,10 +434,7 @@ impl Live<'_> {
                         // The service's response time feeds the adaptive window (real ms).
                         let ms = asked.elapsed().as_secs_f64() * 1000.0;
                         let t = self.plan_now().millis();
-                        self.record(Record::Obs {
-                            t,
-                            o: Obs::Latency { ms },
-                        })?;
+                        self.record(Record::obs(t, Obs::Latency { ms }))?;
                     }
                     s
                 }
@@ -449,12 +446,20 @@ impl Live<'_> {
                 }
             };
             for s in statuses {
-                if !s.state.is_terminal() {
-                    continue;
-                }
                 let Some(&gw) = self.index.get(&s.device) else {
                     continue;
                 };
+                match s.state {
+                    PlatformState::Queued => {
+                        self.withdraw_if_abandoned(gw, &r)?;
+                        continue;
+                    }
+                    PlatformState::InProgress => {
+                        self.note_begun(gw, &r)?;
+                        continue;
+                    }
+                    _ => {}
+                }
                 let t = self.plan_now().millis();
                 let current = self
                     .ops
@@ -500,9 +505,9 @@ impl Live<'_> {
                                 cause,
                             })
                         }
-                        PlatformState::InProgress => continue,
+                        PlatformState::Queued | PlatformState::InProgress => continue,
                     };
-                    self.record(Record::Obs { t, o })?;
+                    self.record(Record::obs(t, o))?;
                 } else if let Some(phase) = self
                     .zombies
                     .get(&gw)
@@ -511,10 +516,7 @@ impl Live<'_> {
                 {
                     if s.state == PlatformState::Succeeded && phase + 1 == phases {
                         // A late success: the gateway really is updated.
-                        self.record(Record::Obs {
-                            t,
-                            o: Obs::Succeeded { gw },
-                        })?;
+                        self.record(Record::obs(t, Obs::Succeeded { gw }))?;
                     } else {
                         self.record(Record::Ended {
                             t,
@@ -524,6 +526,55 @@ impl Live<'_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The device began the current attempt: the engine's queue timeout no longer applies.
+    /// (Watson cannot tell queued from begun: every request in progress counts as begun.)
+    fn note_begun(&mut self, gw: u32, reference: &str) -> Result<(), Failure> {
+        if self.engine.policy().queue_timeout.is_none() {
+            return Ok(());
+        }
+        let Some(op) = self.ops.get(&gw) else {
+            return Ok(());
+        };
+        if op.begun || op.sending != Sending::Running(reference.to_string()) {
+            return Ok(());
+        }
+        let t = self.plan_now().millis();
+        let attempt = op.attempt;
+        self.record(Record::obs(
+            t,
+            Obs::Progress {
+                gw,
+                attempt,
+                phase: "downloading".into(),
+            },
+        ))
+    }
+
+    /// An attempt the engine gave up on that the device never picked up is withdrawn, so
+    /// that it ends (CANCELED) and the gateway's next attempt may go.
+    fn withdraw_if_abandoned(&mut self, gw: u32, reference: &str) -> Result<(), Failure> {
+        let abandoned = self
+            .zombies
+            .get(&gw)
+            .is_some_and(|z| z.iter().any(|(r, _)| r == reference));
+        let key = (gw, reference.to_string());
+        if !abandoned || !self.backend.can_cancel() || self.withdrawn.contains(&key) {
+            return Ok(());
+        }
+        self.journal.sync().map_err(io)?;
+        match self
+            .backend
+            .cancel_queued(reference, &self.inv.devices[gw as usize])
+        {
+            Ok(()) => {
+                self.call_ok();
+                self.withdrawn.insert(key);
+            }
+            Err(e) => self.note_call_error(&e)?,
         }
         Ok(())
     }

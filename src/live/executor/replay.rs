@@ -25,7 +25,7 @@ impl Live<'_> {
         self.replaying = false;
         // Commands emitted after the last durable record were never acted on: journal them now.
         while let Some((n, c)) = self.expected.pop_front() {
-            self.journal.append(&Record::Cmd { n, c }).map_err(io)?;
+            self.journal.append(&Record::cmd(n, c)).map_err(io)?;
         }
         Ok(Replayed {
             records: records.len(),
@@ -63,24 +63,34 @@ impl Live<'_> {
             }
             Record::Obs { t, o } => {
                 self.now = self.now.max(Time(*t));
-                let obs = o.to_engine()?;
-                self.observed(o);
-                self.engine.handle(self.now, obs);
-                self.drain()
+                for o in o {
+                    let obs = o.to_engine()?;
+                    self.observed(o);
+                    self.engine.handle(self.now, obs);
+                    self.drain()?;
+                }
+                Ok(())
             }
             Record::Cmd { n, c } => {
                 if !self.replaying {
                     return Ok(());
                 }
-                match self.expected.pop_front() {
-                    Some((m, ref d)) if m == *n && d == c => Ok(()),
-                    Some((m, d)) => Err(format!(
-                        "the engine re-emitted command {m} {d:?}, but the journal holds command {n} {c:?}"
-                    )),
-                    None => Err(format!(
-                        "the journal holds command {n} {c:?}, which the engine did not emit"
-                    )),
+                for (n, c) in (*n..).zip(c) {
+                    match self.expected.pop_front() {
+                        Some((m, ref d)) if m == n && d == c => {}
+                        Some((m, d)) => {
+                            return Err(format!(
+                                "the engine re-emitted command {m} {d:?}, but the journal holds command {n} {c:?}"
+                            ))
+                        }
+                        None => {
+                            return Err(format!(
+                                "the journal holds command {n} {c:?}, which the engine did not emit"
+                            ))
+                        }
+                    }
                 }
+                Ok(())
             }
             Record::Send {
                 t,
@@ -192,11 +202,15 @@ impl Live<'_> {
                     self.ops.remove(gw);
                 }
             }
-            Obs::Progress { gw, attempt, .. } => {
+            Obs::Progress { gw, attempt, phase } => {
                 if let Some(op) = self.ops.get_mut(gw) {
-                    if op.attempt == *attempt && op.phase == 0 {
-                        op.phase = 1;
-                        op.sending = Sending::Pending;
+                    if op.attempt == *attempt {
+                        op.begun = true;
+                        if phase == "downloaded" && op.phase == 0 {
+                            // Watson: the download is done, the update request comes next.
+                            op.phase = 1;
+                            op.sending = Sending::Pending;
+                        }
                     }
                 }
             }
@@ -216,7 +230,7 @@ impl Live<'_> {
                 self.expected.push_back((n, c));
             } else {
                 self.journal
-                    .append(&Record::Cmd { n, c })
+                    .append(&Record::cmd(n, c))
                     .map_err(|e| format!("journal: {e}"))?;
             }
             self.command(cmd);
@@ -237,6 +251,7 @@ impl Live<'_> {
                         phase: 0,
                         sending: Sending::Pending,
                         cancelled: false,
+                        begun: false,
                     },
                 );
             }
