@@ -202,6 +202,10 @@ pub struct PlotArgs {
     /// Where to write the charts and report.html (default: the sweep directory itself)
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The tuned plan to draw with the sweep (default: SWEEP/plan.toml when present); it
+    /// must come from the same scenario as the sweep
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

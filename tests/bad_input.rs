@@ -267,3 +267,36 @@ fn an_unwritable_timeline_is_a_runtime_failure() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("/proc/no-such-dir"));
 }
+
+#[test]
+fn a_plan_passed_as_a_scenario_says_to_use_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(
+        dir.path(),
+        "plan.toml",
+        "format = 1\nname = \"p\"\n[scenario]\npath = \"s.toml\"\n[policy]\nfamily = \"bulk\"\n",
+    );
+    let o = run(&["simulate", &plan]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--plan") && err.contains("plan.toml"), "{err}");
+}
+
+/// A policy that is not selected never blocks a run: its sizes clamp to a small fleet.
+#[test]
+fn a_one_gateway_fleet_runs_every_policy() {
+    let s = seed_scenario();
+    for policy in ["bulk", "seed-staged", "adaptive", "backoff", "pipelined"] {
+        let o = run(&[
+            "simulate",
+            &s,
+            "--policy",
+            policy,
+            "--set",
+            "fleet.gateways=1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{policy}: {}", stderr(&o));
+        assert!(stdout(&o).contains("\"gateways\":1"), "{policy}");
+    }
+}

@@ -190,3 +190,54 @@ fn the_report_renders_in_headless_chromium() {
         "the page is nearly blank"
     );
 }
+
+/// `tune` writes the plan it was asked to write and nothing else of the user's; `plot`
+/// draws a plan from elsewhere, and refuses one tuned on another scenario.
+#[test]
+fn tune_writes_only_its_plan_and_plot_refuses_a_foreign_one() {
+    let d = tempfile::tempdir().unwrap();
+    let sweep = d.path().join("sweep");
+    let (s, w) = (seed_scenario(), sweep.to_str().unwrap().to_string());
+    let o = run(&["sweep", &s, "--replications", "6", "--out", &w]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The user's own file where older stagger put a copy of the plan.
+    let mine = sweep.join("plan.toml");
+    std::fs::write(&mine, "# my notes\n").unwrap();
+    let plan = d.path().join("elsewhere.toml");
+    let p = plan.to_str().unwrap();
+    let o = run(&["tune", &w, "--plan", p, "--extra-replications", "6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "# my notes\n");
+    std::fs::remove_file(&mine).unwrap();
+    let out = d.path().join("charts");
+    let o = run(&["plot", &w, "--plan", p, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("tuned plan"), "the plan is drawn");
+    // The same plan claiming another scenario is refused.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let (at, end) = {
+        let i = text.find("fingerprint = \"").unwrap() + "fingerprint = \"".len();
+        (i, i + text[i..].find('"').unwrap())
+    };
+    let foreign = d.path().join("foreign.toml");
+    std::fs::write(
+        &foreign,
+        format!("{}0000000000000000{}", &text[..at], &text[end..]),
+    )
+    .unwrap();
+    let o = run(&[
+        "plot",
+        &w,
+        "--plan",
+        foreign.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("foreign.toml") && err.contains("tuned on scenario"),
+        "{err}"
+    );
+}

@@ -19,7 +19,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rollout(args) => rollout::run(&args),
         Command::Emulate(args) => emulate::run(&args),
         Command::Plot(args) => {
-            let written = crate::plot::plot(&args.input, args.out.as_deref())?;
+            let written =
+                crate::plot::plot(&args.input, args.out.as_deref(), args.plan.as_deref())?;
             eprintln!(
                 "plot: wrote {} charts (PNG and SVG){}",
                 written.len(),

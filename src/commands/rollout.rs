@@ -274,6 +274,9 @@ fn print_rules(args: &RolloutArgs, policy: &Policy) {
     if !provided.contains(&Signal::Cancel) {
         println!("  a halt stops issuing and observes in-flight operations to their end (no cancel on this backend)");
     }
+    if policy.queue_timeout.is_none() {
+        println!("  note: no queue_timeout_s in the plan: an offline device's queued operation is waited for as long as the platform keeps it");
+    }
 }
 
 /// Refuses a plan whose rules would run blind, unless each missing signal is accepted.

@@ -75,10 +75,6 @@ pub fn run(args: &TuneArgs) -> Result<(), Failure> {
         .into_inner()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     super::write_file(&args.sweep_dir.join("plan_cpu_band.csv"), &bytes)?;
-    let plan_copy = args.sweep_dir.join("plan.toml");
-    if plan_copy != args.plan {
-        super::write_file(&plan_copy, toml.as_bytes())?;
-    }
     println!("plan: {}", t.plan.name);
     println!(
         "runs: {} in the sweep + {} in refinement ({} configurations raced or searched)",

@@ -90,6 +90,8 @@ pub struct SweepData {
     /// role → config label.
     pub roles: BTreeMap<String, String>,
     pub plan: Option<PlanInfo>,
+    /// The plan file drawn with the sweep, if any.
+    pub plan_path: Option<std::path::PathBuf>,
 }
 
 fn bands_from(t: &Table, out: &mut BTreeMap<String, Band>) {
@@ -104,7 +106,9 @@ fn bands_from(t: &Table, out: &mut BTreeMap<String, Band>) {
 }
 
 impl SweepData {
-    pub fn load(dir: &Path) -> Result<SweepData, InputError> {
+    /// Reads a sweep directory and, if given (else `DIR/plan.toml` when present), a plan
+    /// tuned on the same scenario: a plan from another scenario is refused.
+    pub fn load(dir: &Path, plan: Option<&Path>) -> Result<SweepData, InputError> {
         let manifest = crate::sweep::output::Manifest::read(dir)?;
         let summary = Table::read(&dir.join("summary.csv"))?;
         let runs = Table::read(&dir.join("runs.csv"))?;
@@ -134,9 +138,24 @@ impl SweepData {
         if plan_tl.exists() {
             timelines.insert("plan".into(), Table::read(&plan_tl)?);
         }
-        let plan = dir.join("plan.toml");
-        let plan = if plan.exists() {
-            let (p, _) = crate::tune::plan::PlanFile::load(&plan.display().to_string())?;
+        let plan_path = match plan {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(dir.join("plan.toml")).filter(|p| p.exists()),
+        };
+        let plan = if let Some(path) = &plan_path {
+            let name = path.display().to_string();
+            let (p, _) = crate::tune::plan::PlanFile::load(&name)?;
+            if p.scenario.fingerprint != manifest.scenario_fingerprint {
+                return Err(InputError::new(format!(
+                    "this plan was tuned on scenario {} ({}), but the sweep in {} ran {} ({}): plot a plan with the sweep it was tuned from",
+                    p.scenario.name,
+                    p.scenario.fingerprint,
+                    dir.display(),
+                    manifest.scenario_name,
+                    manifest.scenario_fingerprint
+                ))
+                .in_file(&name));
+            }
             roles.insert("plan".into(), p.name.clone());
             Some(PlanInfo {
                 name: p.name,
@@ -156,6 +175,7 @@ impl SweepData {
             timelines,
             roles,
             plan,
+            plan_path,
         })
     }
 }

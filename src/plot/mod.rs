@@ -34,12 +34,12 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Failure + '_ {
 }
 
 /// Plots a sweep directory or a timeline CSV; returns the chart stems written.
-pub fn plot(input: &Path, out: Option<&Path>) -> Result<Vec<String>, Failure> {
+pub fn plot(input: &Path, out: Option<&Path>, plan: Option<&Path>) -> Result<Vec<String>, Failure> {
     style::fonts();
     if input.is_dir() {
         let out = out.map_or_else(|| input.to_path_buf(), Path::to_path_buf);
         std::fs::create_dir_all(&out).map_err(io(&out))?;
-        let d = SweepData::load(input)?;
+        let d = SweepData::load(input, plan)?;
         let written = sweep_charts(&d, &out);
         let html = report::html(&d, &out, &written)?;
         crate::files::write_file(&out.join("report.html"), html.as_bytes())?;

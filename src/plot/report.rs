@@ -88,8 +88,7 @@ Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} ru
     );
     h += "<h2>The tuned plan against the seed's plan and bulk</h2>\n";
     h += "<table><tr><th></th><th>success [95% CI]</th><th>peak CPU</th><th>disconnects</th><th>manual</th><th>makespan [95% CI]</th><th>blast radius (bad release)</th></tr>\n";
-    let plan_path = d.dir.join("plan.toml");
-    if let (Some(p), true) = (&d.plan, plan_path.exists()) {
+    if let (Some(p), Some(plan_path)) = (&d.plan, &d.plan_path) {
         let (pf, _) = crate::tune::plan::PlanFile::load(&plan_path.display().to_string())?;
         let pr = &pf.predicted;
         let _ = writeln!(

@@ -158,6 +158,16 @@ pub fn from_text(text: &str, path: &str, sets: &[String]) -> Result<Scenario, In
         }
         e.in_file(path)
     };
+    if table.contains_key("policy") && table.contains_key("scenario") {
+        let plan_name = table
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("a plan");
+        return Err(InputError::new(format!(
+            "this is a plan written by `stagger tune` ({plan_name}), not a scenario: pass it with --plan (e.g. `stagger simulate SCENARIO --plan {path}`)"
+        ))
+        .in_file(path));
+    }
     let raw: raw::RawScenario = overrides::deserialize(&table).map_err(attach)?;
     validate::scenario(raw, table).map_err(attach)
 }

@@ -536,7 +536,7 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
     };
     let mut out = Policy::bulk();
     out.family = family;
-    let n = i64::from(gateways.max(1));
+    let n = gateways.max(1);
     out.max_concurrent = match p.max_concurrent {
         Some(_) => int(p.max_concurrent, 0, &k("max_concurrent"), 1, 100_000_000)?,
         None => u32::MAX,
@@ -600,7 +600,9 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
     }
     if let Some(c) = &p.canary {
         out.canary = Some(Canary {
-            size: int(Some(c.size), 0, &k("canary.size"), 1, n)?,
+            // A canary larger than the fleet is the whole fleet: so that `--set
+            // fleet.gateways=1` works whatever the policies ask for.
+            size: int(Some(c.size), 0, &k("canary.size"), 1, 100_000_000)?.min(n as u32),
             soak: secs(c.soak_s, 0.0, &k("canary.soak_s"))?,
         });
     }
@@ -678,13 +680,17 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
         out.rollback_below = Some(num(Some(rb.below), 0.0, &k("rollback.below"), 0.0, 1.0)?);
     }
     if let Some(d) = &p.defect_halt {
-        out.defect_halt_after = Some(int(
-            Some(d.health_failures),
-            0,
-            &k("defect_halt.health_failures"),
-            1,
-            n.max(1),
-        )?);
+        // More failures than gateways could never be seen: the whole fleet, at most.
+        out.defect_halt_after = Some(
+            int(
+                Some(d.health_failures),
+                0,
+                &k("defect_halt.health_failures"),
+                1,
+                100_000_000,
+            )?
+            .min(n),
+        );
     }
     if family == Family::Adaptive {
         need(p.adaptive.is_some(), "adaptive")?;
