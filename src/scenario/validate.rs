@@ -602,7 +602,7 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
         out.canary = Some(Canary {
             // A canary larger than the fleet is the whole fleet: so that `--set
             // fleet.gateways=1` works whatever the policies ask for.
-            size: int(Some(c.size), 0, &k("canary.size"), 1, 100_000_000)?.min(n as u32),
+            size: int(Some(c.size), 0, &k("canary.size"), 1, 100_000_000)?.min(n),
             soak: secs(c.soak_s, 0.0, &k("canary.soak_s"))?,
         });
     }
