@@ -4,11 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-# The report test renders HTML in headless Chromium (Debian's package).
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "installing chromium for the report test" >&2
+# Debian's packages: the report test renders HTML in headless Chromium, and the metrics
+# test has a real Prometheus server scrape a rehearsal.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} for the tests" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The AWS backend is tested against MiniStack, a real AWS emulator from PyPI, behind a proxy that
 # verifies every signature with botocore's signer; both live in a cached venv.

@@ -94,6 +94,10 @@ pub struct RolloutArgs {
     /// (rollback or defect), and is journaled so that later re-runs go on too
     #[arg(long, value_name = "KIND")]
     pub override_halt: Option<String>,
+    /// Serve Prometheus metrics of the rollout on this loopback address (e.g.
+    /// 127.0.0.1:9464) at /metrics, while it runs with --execute
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]

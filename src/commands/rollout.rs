@@ -337,6 +337,12 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         return Err(Failure::input("--poll-s must be positive"));
     }
     check_endpoint(&args.endpoint)?;
+    let metrics_addr = args
+        .metrics_addr
+        .as_deref()
+        .map(crate::live::metrics::parse_addr)
+        .transpose()
+        .map_err(Failure::input)?;
     if let Some(d) = &args.data_endpoint {
         check_endpoint(d).map_err(|_| {
             Failure::input(format!(
@@ -422,6 +428,10 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         &clock,
         opts,
     );
+    if let Some(addr) = metrics_addr {
+        let bound = crate::live::metrics::serve(addr, live.metrics()).map_err(Failure::Runtime)?;
+        eprintln!("rollout: metrics on http://{bound}/metrics");
+    }
     let replayed = live.replay(&records)?;
     if replayed.records > 0 {
         eprintln!(

@@ -9,5 +9,6 @@ pub mod fake;
 pub mod http;
 pub mod inventory;
 pub mod journal;
+pub mod metrics;
 pub mod signals;
 pub mod watson;

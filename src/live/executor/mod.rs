@@ -149,6 +149,7 @@ pub struct Live<'a> {
     auth_failures: u32,
     rollback: Vec<u32>,
     opts: Options,
+    metrics: crate::live::metrics::Shared,
 }
 
 fn io(e: std::io::Error) -> Failure {
@@ -205,11 +206,17 @@ impl<'a> Live<'a> {
             auth_failures: 0,
             rollback: Vec::new(),
             opts,
+            metrics: Default::default(),
         }
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The rollout's metrics, for a `/metrics` server.
+    pub fn metrics(&self) -> crate::live::metrics::Shared {
+        std::sync::Arc::clone(&self.metrics)
     }
 
     fn wall_ms(&self) -> u64 {
@@ -280,6 +287,9 @@ impl<'a> Live<'a> {
             let done = self.step()?;
             self.journal.sync().map_err(io)?;
             let c = self.engine.counts();
+            if let Ok(mut m) = self.metrics.lock() {
+                m.set_gateways(c, self.engine.halted().is_some());
+            }
             progress.set_position(u64::from(
                 c[Status::Succeeded as usize]
                     + c[Status::Failed as usize]

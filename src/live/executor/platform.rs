@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{io, Live, Retry, Sending, MAX_AUTH_FAILURES};
 use crate::engine::{Cause, Facts, Observation};
 use crate::error::Failure;
-use crate::live::backend::OpState as PlatformState;
+use crate::live::backend::{Backend, OpState as PlatformState};
 use crate::live::http::CallError;
 use crate::live::inventory::Device;
 use crate::live::journal::{self, Obs, Record};
+use crate::live::metrics;
 use crate::live::signals::Signal;
 use crate::scenario::InputError;
 
@@ -56,7 +57,7 @@ impl Live<'_> {
         if wall < self.survey.next_ms {
             return Ok(());
         }
-        let ops = match self.backend.survey() {
+        let ops = match self.call("survey", |b| b.survey()) {
             Ok(ops) => ops,
             // A first contact that cannot connect at all is a setup error: say so in seconds.
             Err(e @ CallError::Unreachable(_)) if !self.reached => {
@@ -126,7 +127,8 @@ impl Live<'_> {
         }
         for gw in self.checks.clone() {
             let facts = if reads {
-                match self.backend.facts(&self.inv.devices[gw as usize]) {
+                let inv = self.inv;
+                match self.call("facts", |b| b.facts(&inv.devices[gw as usize])) {
                     Ok(f) => {
                         self.call_ok();
                         f
@@ -162,7 +164,7 @@ impl Live<'_> {
             .collect();
         for intent in due {
             let phase = self.unconfirmed.get(&intent).map_or(0, |u| u.phase);
-            match self.backend.lookup(phase, &intent) {
+            match self.call("lookup", |b| b.lookup(phase, &intent)) {
                 Ok(Some(reference)) => {
                     self.call_ok();
                     let t = self.plan_now().millis();
@@ -324,11 +326,12 @@ impl Live<'_> {
         group: &[(u32, u32)],
         intent: String,
     ) -> Result<(), Failure> {
+        let inv = self.inv;
         let devices: Vec<&Device> = group
             .iter()
-            .map(|(g, _)| &self.inv.devices[*g as usize])
+            .map(|(g, _)| &inv.devices[*g as usize])
             .collect();
-        let result = self.backend.submit(phase, &intent, &devices);
+        let result = self.call("submit", |b| b.submit(phase, &intent, &devices));
         let t = self.plan_now().millis();
         match result {
             Ok(reference) => {
@@ -394,7 +397,7 @@ impl Live<'_> {
                 continue;
             }
             self.journal.sync().map_err(io)?;
-            match self.backend.cancel(&r) {
+            match self.call("cancel", |b| b.cancel(&r)) {
                 Ok(()) => {
                     self.call_ok();
                     self.cancelled_refs.insert(r);
@@ -426,7 +429,7 @@ impl Live<'_> {
                 continue;
             }
             let asked = std::time::Instant::now();
-            let statuses = match self.backend.status(&r) {
+            let statuses = match self.call("status", |b| b.status(&r)) {
                 Ok(s) => {
                     self.call_ok();
                     self.polls.remove(&r);
@@ -489,7 +492,7 @@ impl Live<'_> {
                             let last = op.phase + 1 == phases;
                             if last && self.backend.signals().contains(&Signal::Health) {
                                 let device = &self.inv.devices[gw as usize];
-                                match self.backend.health_failed(&r, device) {
+                                match self.call("health", |b| b.health_failed(&r, device)) {
                                     Ok(true) => cause = Cause::HealthCheck,
                                     Ok(false) => {}
                                     Err(e) => {
@@ -566,10 +569,8 @@ impl Live<'_> {
             return Ok(());
         }
         self.journal.sync().map_err(io)?;
-        match self
-            .backend
-            .cancel_queued(reference, &self.inv.devices[gw as usize])
-        {
+        let device = &self.inv.devices[gw as usize];
+        match self.call("cancel_queued", |b| b.cancel_queued(reference, device)) {
             Ok(()) => {
                 self.call_ok();
                 self.withdrawn.insert(key);
@@ -577,6 +578,20 @@ impl Live<'_> {
             Err(e) => self.note_call_error(&e)?,
         }
         Ok(())
+    }
+
+    /// One backend call, counted and timed for the metrics.
+    fn call<T>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let t0 = std::time::Instant::now();
+        let r = f(&mut *self.backend);
+        if let Ok(mut m) = self.metrics.lock() {
+            m.request(op, metrics::outcome(&r), t0.elapsed());
+        }
+        r
     }
 
     pub(super) fn tick(&mut self) -> Result<(), Failure> {

@@ -241,6 +241,9 @@ impl Live<'_> {
     pub(super) fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Start { gw, attempt } => {
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.attempt();
+                }
                 if let Some(old) = self.ops.remove(&gw) {
                     self.retire(gw, old);
                 }
@@ -273,6 +276,9 @@ impl Live<'_> {
             }
             Command::Rollback { gw } => self.rollback.push(gw),
             Command::WaveReleased { wave, stage, size } => {
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.wave_released(wave);
+                }
                 if self.opts.log && !self.replaying {
                     eprintln!(
                         "rollout: wave {} released{}: {size} gateways",
