@@ -38,8 +38,23 @@ pub enum Command {
     Plot(PlotArgs),
     /// Run a plan on a live fleet: a dry run unless --execute
     Rollout(RolloutArgs),
+    /// Show a rollout's progress from its journal (also while it runs; takes no lock)
+    Status(StatusArgs),
     /// Device and platform emulators for rehearsals and tests (loopback only)
     Emulate(EmulateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  stagger status --journal rollout-4.2.0.journal.jsonl\n  stagger status --journal rollout-4.2.0.journal.jsonl --json | jq .states"
+)]
+pub struct StatusArgs {
+    /// The rollout's journal
+    #[arg(long, value_name = "FILE")]
+    pub journal: PathBuf,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +109,10 @@ pub struct RolloutArgs {
     /// (rollback or defect), and is journaled so that later re-runs go on too
     #[arg(long, value_name = "KIND")]
     pub override_halt: Option<String>,
+    /// Dry run only: print the review (waves with every gateway, canaries, prediction,
+    /// which safety rules are live) as one JSON object
+    #[arg(long)]
+    pub json: bool,
     /// Serve Prometheus metrics of the rollout on this loopback address (e.g.
     /// 127.0.0.1:9464) at /metrics, while it runs with --execute
     #[arg(long, value_name = "ADDR")]

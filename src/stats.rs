@@ -71,6 +71,20 @@ pub fn mean_ci95(xs: &[f64]) -> Estimate {
     r.estimate()
 }
 
+/// Wilson score 95% interval of a proportion: `k` successes in `n` trials. It stays inside
+/// [0, 1], unlike a normal interval on a mean of rates.
+pub fn wilson95(k: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let p = k / n;
+    let d = 1.0 + Z * Z / n;
+    let c = p + Z * Z / (2.0 * n);
+    let h = Z * (p * (1.0 - p) / n + Z * Z / (4.0 * n * n)).sqrt();
+    (((c - h) / d).max(0.0), ((c + h) / d).min(1.0))
+}
+
 /// The q-quantile (0..=1) by linear interpolation of sorted values.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -118,5 +132,14 @@ mod tests {
         assert_eq!(quantile(&v, 0.5), 15.0);
         assert_eq!(quantile(&v, 0.0), 0.0);
         assert_eq!(quantile(&v, 1.0), 30.0);
+    }
+
+    #[test]
+    fn wilson_matches_the_closed_form_and_stays_in_bounds() {
+        let (lo, hi) = wilson95(81.0, 263.0);
+        assert!((lo - 0.255_289).abs() < 1e-5 && (hi - 0.366_210).abs() < 1e-5);
+        let (lo, hi) = wilson95(10.0, 10.0);
+        assert!((lo - 0.722_467).abs() < 1e-5 && hi <= 1.0);
+        assert_eq!(wilson95(0.0, 10.0).0, 0.0);
     }
 }

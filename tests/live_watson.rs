@@ -338,6 +338,35 @@ fn a_dry_run_creates_nothing() {
         out.contains("DRY RUN") && out.contains("canaries") && out.contains("predicted"),
         "{out}"
     );
+    assert!(out.contains("--json lists every gateway"), "{out}");
+    // The same review as one JSON object, for change review: every gateway in a wave.
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, false)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed: usize = v["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["gateways"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed, 40, "{v}");
+    assert_eq!(v["canaries"].as_array().unwrap().len(), 5, "{v}");
+    let success = &v["prediction"]["success_rate"];
+    assert!(
+        success["lo"].as_f64().unwrap() <= success["mean"].as_f64().unwrap()
+            && success["hi"].as_f64().unwrap() <= 1.0,
+        "{success}"
+    );
+    let rules = v["rules"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["signal"] == "health" && r["live"] == false),
+        "{v}"
+    );
     assert_eq!(emu.stats()["requests"], 0, "the dry run created a request");
     assert!(!journal.exists(), "the dry run wrote a journal");
 }
@@ -641,10 +670,27 @@ fn device_metadata_holds_back_low_battery_devices_until_they_charge() {
             "{id} was sent a download while its metadata said 10% battery: {s}"
         );
     }
+    // `status` reads the journal while the rollout holds its lock.
+    let o = bin()
+        .args(["status", "--journal", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.contains("running") && out.contains("canary"), "{out}");
     for id in low {
         set_battery(&emu.endpoint, id, 90.0, false);
     }
     let o = run.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_platform_safe(&emu.stats(), 16, &[], &plan);
+    let o = bin()
+        .args(["status", "--journal", journal.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["finished"], true, "{v}");
+    assert_eq!(v["states"]["succeeded"], 16, "{v}");
+    assert_eq!(v["not_started"], 0, "{v}");
+    assert!(v["waves"].as_array().is_some_and(|w| w.len() >= 2), "{v}");
 }

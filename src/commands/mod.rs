@@ -3,8 +3,10 @@
 pub mod calibrate;
 pub mod compare;
 pub mod emulate;
+pub mod review;
 pub mod rollout;
 pub mod simulate;
+pub mod status;
 pub mod sweep;
 pub mod tune;
 
@@ -17,6 +19,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Calibrate(args) => calibrate::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Rollout(args) => rollout::run(&args),
+        Command::Status(args) => status::run(&args),
         Command::Emulate(args) => emulate::run(&args),
         Command::Plot(args) => {
             let written =

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cli::{BackendKind, RolloutArgs};
-use crate::engine::{Engine, Policy, Release};
+use crate::engine::Policy;
 use crate::error::Failure;
 use crate::live::clock::{Clock, WallClock};
 use crate::live::executor::{Live, Options};
@@ -14,178 +14,8 @@ use crate::live::inventory::Inventory;
 use crate::live::journal::{self, Header, Journal, JournalError};
 use crate::live::signals::{self, Signal};
 use crate::scenario::{self, InputError};
-use crate::simulate::{self, Options as SimOptions};
-use crate::stats::mean_ci95;
 use crate::time::Time;
 use crate::tune::plan::PlanFile;
-
-fn release_text(r: &Release) -> String {
-    let t = |x: Time| {
-        let s = x.secs();
-        if s >= 3600.0 {
-            format!("{:.1} h", s / 3600.0)
-        } else {
-            format!("{:.0} min", s / 60.0)
-        }
-    };
-    match r {
-        Release::Now => "at once".into(),
-        Release::WithPrevious => "with the previous wave".into(),
-        Release::AfterComplete(w) if w.millis() == 0 => "when the previous wave completes".into(),
-        Release::AfterComplete(w) => format!("{} after the previous wave completes", t(*w)),
-        Release::AfterGate {
-            fraction,
-            state,
-            timeout,
-            gap,
-            min_gap,
-        } => {
-            let mut s = format!(
-                "when {:.0}% of the previous wave {}",
-                fraction * 100.0,
-                match state {
-                    crate::engine::GateState::Downloaded => "has downloaded",
-                    crate::engine::GateState::Succeeded => "has succeeded",
-                    crate::engine::GateState::Final => "is final",
-                }
-            );
-            if let Some(to) = timeout {
-                s += &format!(" (or after {})", t(*to));
-            }
-            if gap.millis() > 0 {
-                s += &format!(", then {}", t(*gap));
-            }
-            if min_gap.millis() > 0 {
-                s += &format!(", at least {} after it started", t(*min_gap));
-            }
-            s
-        }
-    }
-}
-
-fn dry_run(
-    args: &RolloutArgs,
-    plan: &PlanFile,
-    policy: &Policy,
-    inv: &Inventory,
-) -> Result<(), Failure> {
-    let n = inv.devices.len();
-    println!("DRY RUN: nothing will be changed. Add --execute to run this rollout.\n");
-    println!(
-        "plan `{}` ({} family), tuned on scenario {} for {} gateways; inventory {} devices in {} regions, {} hardware classes.",
-        plan.name,
-        policy.family.name(),
-        plan.scenario.name,
-        plan.scenario.gateways,
-        n,
-        inv.regions.len(),
-        inv.hw_classes.len()
-    );
-    let cap = if policy.max_concurrent == u32::MAX {
-        "none".into()
-    } else {
-        policy.max_concurrent.to_string()
-    };
-    println!(
-        "concurrency cap {cap}; up to {} attempts per gateway, retry after min({:.0}·{}^n, {:.0}) s ±{:.0}%; backend {:?} at {}\n",
-        policy.retry.max_attempts,
-        policy.retry.base.secs(),
-        policy.retry.factor,
-        policy.retry.cap.secs(),
-        policy.retry.jitter * 100.0,
-        args.backend,
-        args.endpoint
-    );
-    let infos = inv.infos();
-    let engine = Engine::new(policy.clone(), &infos, 0);
-    let p = engine.plan();
-    for (w, wave) in p.waves.iter().enumerate() {
-        let ids: Vec<&str> = p.order[wave.start..wave.start + wave.len]
-            .iter()
-            .map(|&g| inv.devices[g as usize].id.as_str())
-            .collect();
-        let shown: Vec<&str> = ids.iter().take(10).copied().collect();
-        let more = if ids.len() > 10 {
-            format!(" … (+{})", ids.len() - 10)
-        } else {
-            String::new()
-        };
-        println!(
-            "wave {:>3}{}: {:>5} gateways, released {}: {}{more}",
-            w + 1,
-            wave.stage
-                .as_deref()
-                .map(|s| format!(" [{s}]"))
-                .unwrap_or_default(),
-            wave.len,
-            release_text(&wave.release),
-            shown.join(", ")
-        );
-    }
-    if p.canaries > 0 {
-        let canaries: Vec<String> = p.order[..p.canaries]
-            .iter()
-            .map(|&g| {
-                let d = &inv.devices[g as usize];
-                format!("{} ({}, {})", d.id, d.region, d.hw)
-            })
-            .collect();
-        let regions: std::collections::BTreeSet<&str> = p.order[..p.canaries]
-            .iter()
-            .map(|&g| inv.devices[g as usize].region.as_str())
-            .collect();
-        let hws: std::collections::BTreeSet<&str> = p.order[..p.canaries]
-            .iter()
-            .map(|&g| inv.devices[g as usize].hw.as_str())
-            .collect();
-        println!(
-            "\ncanaries: {}\n  why: chosen to cover {} of {} regions and {} of {} hardware classes before anything else is touched.",
-            canaries.join(", "),
-            regions.len(),
-            inv.regions.len(),
-            hws.len(),
-            inv.hw_classes.len()
-        );
-    }
-    // The prediction: the plan simulated on the scenario it was tuned on, at this fleet size.
-    let mut sets = plan.scenario.sets.clone();
-    sets.push(format!("fleet.gateways={n}"));
-    match scenario::load(&plan.scenario.path, &sets) {
-        Ok(s) => {
-            let runs: Vec<_> = (1..=10)
-                .map(|seed| simulate::run(&s, "plan", policy, seed, &SimOptions::default()).summary)
-                .collect();
-            let m = mean_ci95(
-                &runs
-                    .iter()
-                    .map(|r| r.makespan_s / 3600.0)
-                    .collect::<Vec<_>>(),
-            );
-            let q = mean_ci95(&runs.iter().map(|r| r.success_rate).collect::<Vec<_>>());
-            let cpu = mean_ci95(&runs.iter().map(|r| r.peak_mgmt_cpu_pct).collect::<Vec<_>>());
-            println!(
-                "\npredicted (scenario {} at {n} gateways, 10 seeds): makespan {:.2} h [{:.2} – {:.2}], success {:.1}% [{:.1} – {:.1}], peak management CPU {:.0}%",
-                plan.scenario.name,
-                m.mean,
-                m.lo,
-                m.hi,
-                q.mean * 100.0,
-                q.lo * 100.0,
-                q.hi * 100.0,
-                cpu.mean
-            );
-            if args.time_scale != 1.0 {
-                println!(
-                    "  with --time-scale {}: about {:.1} min of wall-clock time",
-                    args.time_scale,
-                    m.mean * 60.0 / args.time_scale
-                );
-            }
-        }
-        Err(e) => println!("\nprediction unavailable: {e}"),
-    }
-    Ok(())
-}
 
 fn check_plan_scenario(plan: &PlanFile) -> Result<(), Failure> {
     let s = scenario::load(&plan.scenario.path, &plan.scenario.sets).map_err(|e| {
@@ -238,44 +68,10 @@ fn header(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Inventory)
     }
 }
 
-fn signals_of(b: BackendKind) -> &'static [Signal] {
+pub(super) fn signals_of(b: BackendKind) -> &'static [Signal] {
     match b {
         BackendKind::WatsonIot => crate::live::watson::Watson::SIGNALS,
         BackendKind::AwsIotJobs => crate::live::aws::AwsJobs::SIGNALS,
-    }
-}
-
-/// Prints each safety rule as live or blind on this backend.
-fn print_rules(args: &RolloutArgs, policy: &Policy) {
-    let provided = signals_of(args.backend);
-    println!("\nsafety rules on {}:", backend_name(args.backend));
-    let rules = signals::rules(policy);
-    if rules.is_empty() {
-        println!("  none");
-    }
-    for r in rules {
-        match r.needs {
-            None => println!("  live   {}", r.name),
-            Some(s) if provided.contains(&s) => println!("  live   {} (signal: {})", r.name, s.name()),
-            Some(s) if args.accept_missing.contains(&s) => println!(
-                "  BLIND  {} (the backend gives no `{}` signal; accepted with --accept-missing {})",
-                r.name,
-                s.name(),
-                s.name()
-            ),
-            Some(s) => println!(
-                "  BLIND  {} (the backend gives no `{}` signal: --execute refuses this plan unless --accept-missing {})",
-                r.name,
-                s.name(),
-                s.name()
-            ),
-        }
-    }
-    if !provided.contains(&Signal::Cancel) {
-        println!("  a halt stops issuing and observes in-flight operations to their end (no cancel on this backend)");
-    }
-    if policy.queue_timeout.is_none() {
-        println!("  note: no queue_timeout_s in the plan: an offline device's queued operation is waited for as long as the platform keeps it");
     }
 }
 
@@ -303,7 +99,7 @@ fn check_signals(args: &RolloutArgs, policy: &Policy) -> Result<(), Failure> {
     )))
 }
 
-fn backend_name(b: BackendKind) -> &'static str {
+pub(super) fn backend_name(b: BackendKind) -> &'static str {
     match b {
         BackendKind::WatsonIot => "watson-iot",
         BackendKind::AwsIotJobs => "aws-iot-jobs",
@@ -367,9 +163,19 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         &args.inventory.display().to_string(),
         args.backend == BackendKind::WatsonIot,
     )?;
+    if args.json && args.execute {
+        return Err(Failure::input(
+            "--json prints the dry run's review; drop --execute to get it",
+        ));
+    }
     if !args.execute {
-        dry_run(args, &plan, &policy, &inv)?;
-        print_rules(args, &policy);
+        let r = super::review::review(args, &plan, &policy, &inv);
+        if args.json {
+            let line = serde_json::to_string(&r).map_err(|e| Failure::Runtime(e.to_string()))?;
+            println!("{line}");
+        } else {
+            super::review::print(&r, args);
+        }
         return Ok(());
     }
     check_signals(args, &policy)?;

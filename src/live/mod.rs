@@ -11,4 +11,5 @@ pub mod inventory;
 pub mod journal;
 pub mod metrics;
 pub mod signals;
+pub mod status;
 pub mod watson;
