@@ -23,24 +23,66 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one policy on a scenario and print its outcome
+    #[command(
+        after_help = "Examples:\n  stagger simulate scenarios/seed-200.toml --policy seed-staged --seed 7\n  stagger simulate scenarios/seed-200.toml --plan results/seed-200/plan.toml --json\n  stagger simulate scenarios/seed-200.toml --set fleet.gateways=1000 --timeline run.csv"
+    )]
     Simulate(SimulateArgs),
     /// Run every configuration of the scenario's [sweep] grids over replications
+    #[command(
+        after_help = "Examples:\n  stagger sweep scenarios/seed-200.toml --out results/seed-200\n  stagger sweep scenarios/seed-200.toml --replications 40 --shard 1/4 --out shards/1"
+    )]
     Sweep(SweepArgs),
     /// Merge sharded sweep directories into one complete sweep
+    #[command(
+        after_help = "Examples:\n  stagger merge shards/1 shards/2 shards/3 shards/4 --out results/seed-200"
+    )]
     Merge(MergeArgs),
     /// Pick the fastest plan that meets the safety constraints, and write it
+    #[command(
+        after_help = "Examples:\n  stagger tune results/seed-200 --plan results/seed-200/plan.toml\n  stagger tune results/seed-200 --min-success 0.98 --max-cpu 40 --plan strict.toml"
+    )]
     Tune(TuneArgs),
     /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
+    #[command(after_help = "Examples:\n  stagger calibrate scenarios/seed-200.toml")]
     Calibrate(CalibrateArgs),
     /// Compare a plan and named policies on the same seeds (means with 95% CIs)
+    #[command(
+        after_help = "Examples:\n  stagger compare scenarios/seed-200.toml --plan results/seed-200/plan.toml --policy bulk --policy seed-staged --seeds 1..40"
+    )]
     Compare(CompareArgs),
     /// Draw charts (PNG and SVG) and an HTML report from a sweep directory or a timeline CSV
+    #[command(
+        after_help = "Examples:\n  stagger plot results/seed-200\n  stagger plot results/seed-200 --plan strict.toml --out charts/strict\n  stagger plot run.csv"
+    )]
     Plot(PlotArgs),
     /// Run a plan on a live fleet: a dry run unless --execute
+    #[command(
+        after_help = "Examples:\n  stagger rollout --plan plan.toml --inventory fleet.csv --backend aws-iot-jobs \\n    --endpoint https://iot.eu-west-1.amazonaws.com --firmware-version 4.2.0 \\n    --firmware-uri https://fw.example/4.2.0.bin             # dry run: waves, prediction, rules\n  ... --json                                                  # the same review as JSON\n  ... --execute --metrics-addr 127.0.0.1:9464                 # for real, resumable"
+    )]
     Rollout(RolloutArgs),
     /// Show a rollout's progress from its journal (also while it runs; takes no lock)
     Status(StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  stagger completions bash > /etc/bash_completion.d/stagger\n  stagger completions zsh > ~/.zfunc/_stagger"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one per subcommand into a directory
+    #[command(
+        after_help = "Examples:\n  stagger man | man -l -\n  stagger man --out /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write stagger.1 and stagger-SUBCOMMAND.1 here instead of printing stagger.1
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Device and platform emulators for rehearsals and tests (loopback only)
+    #[command(
+        after_help = "Examples:\n  stagger emulate watson --inventory fleet.csv --scenario scenarios/seed-200.toml --speed 600\n  stagger emulate aws-fleet --endpoint http://127.0.0.1:4566 --inventory fleet.csv \\n    --create-things --scenario scenarios/seed-200.toml --speed 600 --publish-facts"
+    )]
     Emulate(EmulateArgs),
 }
 

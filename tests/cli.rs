@@ -211,3 +211,41 @@ fn a_bad_release_is_halted_with_a_small_blast_radius() {
     let good = json(&["simulate", &s, "--policy", "seed-staged", "--json"]);
     assert_eq!(good["blast_radius"], 0);
 }
+
+#[test]
+fn every_subcommand_has_examples_and_completions_and_man_pages_render() {
+    for sub in [
+        "simulate",
+        "sweep",
+        "merge",
+        "tune",
+        "calibrate",
+        "compare",
+        "plot",
+        "rollout",
+        "status",
+        "completions",
+        "man",
+        "emulate",
+    ] {
+        let o = run(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("Examples:\n  stagger"),
+            "{sub} --help has no examples"
+        );
+    }
+    let o = run(&["completions", "bash"]);
+    assert!(
+        o.status.success() && stdout(&o).contains("_stagger()"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["man"]);
+    assert!(o.status.success() && stdout(&o).contains(".TH stagger 1"));
+    let d = tempfile::tempdir().unwrap();
+    let o = run(&["man", "--out", d.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(d.path().join("stagger-rollout.1")).unwrap();
+    assert!(page.contains("\\-\\-execute"), "{page}");
+}

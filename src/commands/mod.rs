@@ -38,7 +38,46 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sweep(args) => sweep::run(&args),
         Command::Merge(args) => sweep::merge(&args),
         Command::Tune(args) => tune::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "stagger", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out } => man(out.as_deref()),
     }
+}
+
+/// The man page of stagger, and with `out` one page per subcommand too.
+fn man(out: Option<&std::path::Path>) -> Result<(), Failure> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let render = |c: clap::Command| -> Result<Vec<u8>, Failure> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .render(&mut buf)
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        Ok(buf)
+    };
+    let Some(dir) = out else {
+        use std::io::Write;
+        let page = render(cmd)?;
+        return std::io::stdout()
+            .write_all(&page)
+            .map_err(|e| Failure::Runtime(e.to_string()));
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Failure::io(dir, e))?;
+    for sub in cmd.get_subcommands() {
+        let name = format!("stagger-{}", sub.get_name());
+        let page = render(sub.clone().display_name(name.clone()))?;
+        write_file(&dir.join(format!("{name}.1")), &page)?;
+    }
+    write_file(&dir.join("stagger.1"), &render(cmd)?)?;
+    eprintln!(
+        "man: wrote stagger.1 and one page per subcommand in {}",
+        dir.display()
+    );
+    Ok(())
 }
 
 pub use crate::files::write_file;
