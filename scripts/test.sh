@@ -15,12 +15,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The AWS backend is tested against MiniStack, a real AWS emulator from PyPI, behind a proxy that
-# verifies every signature with botocore's signer; both live in a cached venv.
+# verifies every signature with botocore's signer; the schema test validates scenarios with the
+# jsonschema package. All live in a cached venv.
 venv=target/ministack-venv
-if [ ! -x "$venv/bin/ministack" ] || ! "$venv/bin/python" -c "import botocore" 2>/dev/null; then
-  echo "installing MiniStack and botocore into $venv" >&2
+if [ ! -x "$venv/bin/ministack" ] || ! "$venv/bin/python" -c "import botocore, jsonschema" 2>/dev/null; then
+  echo "installing MiniStack, botocore and jsonschema into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q ministack botocore
+  "$venv/bin/pip" install -q ministack botocore jsonschema
 fi
 export STAGGER_MINISTACK="$PWD/$venv/bin/ministack"
 

@@ -62,6 +62,11 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// Show a rollout's progress from its journal (also while it runs; takes no lock)
     Status(StatusArgs),
+    /// Print the JSON Schema of scenario files, for editors (taplo, Even Better TOML)
+    #[command(
+        after_help = "Examples:\n  stagger schema > stagger-scenario.schema.json\n  # then, first line of a scenario: #:schema ./stagger-scenario.schema.json"
+    )]
+    Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(
         after_help = "Examples:\n  stagger completions bash > /etc/bash_completion.d/stagger\n  stagger completions zsh > ~/.zfunc/_stagger"

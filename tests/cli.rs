@@ -249,3 +249,54 @@ fn every_subcommand_has_examples_and_completions_and_man_pages_render() {
     let page = std::fs::read_to_string(d.path().join("stagger-rollout.1")).unwrap();
     assert!(page.contains("\\-\\-execute"), "{page}");
 }
+
+/// `stagger schema` judged by a validator we did not write (Python's jsonschema): every
+/// shipped scenario passes, and a misspelt key fails.
+#[test]
+fn the_scenario_schema_accepts_shipped_scenarios_and_rejects_a_misspelt_key() {
+    let python = std::env::var("STAGGER_MINISTACK")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ministack-venv/bin/ministack")
+        })
+        .with_file_name("python");
+    assert!(
+        python.exists(),
+        "the test venv is needed: run scripts/test.sh"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let o = run(&["schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let schema = d.path().join("schema.json");
+    std::fs::write(&schema, &o.stdout).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bad = d.path().join("bad.toml");
+    let seed = std::fs::read_to_string(root.join("scenarios/seed-200.toml")).unwrap();
+    std::fs::write(&bad, seed.replacen("gateways =", "gatways =", 1)).unwrap();
+    let check = |toml: &std::path::Path| {
+        std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import json, sys, tomllib, jsonschema\n\
+                 s = json.load(open(sys.argv[1]))\n\
+                 jsonschema.Draft202012Validator.check_schema(s)\n\
+                 jsonschema.validate(tomllib.load(open(sys.argv[2], 'rb')), s)",
+            ])
+            .arg(&schema)
+            .arg(toml)
+            .output()
+            .unwrap()
+    };
+    for f in ["seed-200.toml", "fleet-1m.toml"] {
+        let o = check(&root.join("scenarios").join(f));
+        assert!(
+            o.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = check(&bad);
+    assert!(!o.status.success(), "a misspelt key passed the schema");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gatways"));
+}

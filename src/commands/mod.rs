@@ -45,6 +45,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Man { out } => man(out.as_deref()),
+        Command::Schema => {
+            let text = serde_json::to_string_pretty(&crate::scenario::raw::schema())
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            println!("{text}");
+            Ok(())
+        }
     }
 }
 

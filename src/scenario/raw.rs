@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
     #[serde(default)]
@@ -26,7 +27,7 @@ pub struct RawScenario {
     pub sweep: Option<RawSweep>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMeta {
     pub name: Option<String>,
@@ -34,24 +35,30 @@ pub struct RawMeta {
     pub default_policy: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFleet {
     pub gateways: i64,
     pub regions: Option<Vec<String>>,
     pub hw_classes: Option<Vec<String>>,
+    #[schemars(with = "Option<DistSchema>")]
     pub baseline_cpu_pct: Option<Value>,
+    #[schemars(with = "Option<DistSchema>")]
     pub busy_fraction: Option<Value>,
+    #[schemars(with = "Option<DistSchema>")]
     pub busy_period_s: Option<Value>,
     pub busy_cpu_pct: Option<f64>,
+    #[schemars(with = "Option<DistSchema>")]
     pub free_disk_mb: Option<Value>,
     pub battery_fraction: Option<f64>,
+    #[schemars(with = "Option<DistSchema>")]
     pub battery_pct: Option<Value>,
     pub battery_charge_pct_per_h: Option<f64>,
+    #[schemars(with = "Option<DistSchema>")]
     pub flakiness: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFirmware {
     pub size_mb: f64,
@@ -60,30 +67,34 @@ pub struct RawFirmware {
     pub version: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawNetwork {
     pub origin_mbps: Option<f64>,
     pub region_uplink_mbps: Option<f64>,
+    #[schemars(with = "Option<DistSchema>")]
     pub gateway_mbps: Option<Value>,
     pub rate_limit_mbps: Option<f64>,
     pub regional_caches: Option<bool>,
     pub cache_mbps: Option<f64>,
     pub tcp_window_kb: Option<f64>,
+    #[schemars(with = "Option<DistSchema>")]
     pub origin_rtt_ms: Option<Value>,
+    #[schemars(with = "Option<DistSchema>")]
     pub cache_rtt_ms: Option<Value>,
     pub chunk_retry_s: Option<f64>,
     pub max_chunk_retries: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawInstall {
+    #[schemars(with = "Option<DistSchema>")]
     pub seconds: Option<Value>,
     pub cpu_spike_pct: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     pub max_concurrent_ops: Option<i64>,
@@ -103,7 +114,7 @@ pub struct RawService {
     pub tick_s: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFailures {
     pub enabled: Option<bool>,
@@ -119,12 +130,13 @@ pub struct RawFailures {
     pub stuck_after_download_disconnect: Option<f64>,
     pub brick_after_install_disconnect: Option<f64>,
     pub stuck_after_idle_disconnect: Option<f64>,
+    #[schemars(with = "Option<DistSchema>")]
     pub reconnect_s: Option<Value>,
 }
 
 /// One named policy. Flat on purpose: validation checks which keys each family takes,
 /// which gives clearer errors than serde's tagged enums.
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub family: String,
@@ -162,7 +174,7 @@ pub struct RawPolicy {
     pub adaptive: Option<RawAdaptive>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGate {
     pub fraction: f64,
@@ -172,7 +184,7 @@ pub struct RawGate {
     pub timeout_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
     pub name: String,
@@ -181,7 +193,7 @@ pub struct RawStage {
     pub soak_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCanary {
     pub size: i64,
@@ -189,7 +201,7 @@ pub struct RawCanary {
     pub soak_s: Option<f64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,7 +216,7 @@ pub struct RawRetry {
     pub jitter: Option<f64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrechecks {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,19 +239,19 @@ pub struct RawPrechecks {
     pub max_offline_deferrals: Option<i64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
     pub below: f64,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefectHalt {
     pub health_failures: i64,
 }
 
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdaptive {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,7 +273,7 @@ pub struct RawAdaptive {
 }
 
 /// `[sweep]`: one grid per policy family, each listing the values of a parameter.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSweep {
     pub replications: Option<i64>,
@@ -271,16 +283,61 @@ pub struct RawSweep {
     pub grids: BTreeMap<String, RawGrid>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGrid {
     /// The policy whose knobs are the base for this grid.
     pub base: String,
     /// Fixed overrides applied to the base before the swept values (not swept, not labelled).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub with: BTreeMap<String, Value>,
 
     /// Parameter path inside the policy (e.g. `batch_size`, `gate.fraction`) → values.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Vec<serde_json::Value>>")]
     pub params: BTreeMap<String, Vec<Value>>,
+}
+
+/// The schema of a distribution-valued key: a number, or a table naming the distribution
+/// (`{ dist = "lognormal", median = 20, sigma = 0.4 }`). `validate` checks the parameters
+/// each distribution needs.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum DistSchema {
+    Constant(f64),
+    Distribution(DistTable),
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DistTable {
+    dist: DistKind,
+    min: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+    sd: Option<f64>,
+    median: Option<f64>,
+    sigma: Option<f64>,
+    mode: Option<f64>,
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum DistKind {
+    Uniform,
+    Normal,
+    Lognormal,
+    Exponential,
+    Triangular,
+}
+
+/// The JSON Schema of scenario files, for editors (taplo, Even Better TOML).
+pub fn schema() -> serde_json::Value {
+    let mut s = schemars::schema_for!(RawScenario);
+    s.insert("title".into(), "stagger scenario".into());
+    serde_json::to_value(s).unwrap_or_default()
 }
