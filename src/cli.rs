@@ -156,6 +156,13 @@ pub struct RolloutArgs {
     /// (rollback or defect), and is journaled so that later re-runs go on too
     #[arg(long, value_name = "KIND")]
     pub override_halt: Option<String>,
+    /// Update only devices with this attribute (region=…, hw=… or type=…; repeatable, all
+    /// must match)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub only: Vec<String>,
+    /// Leave out the device ids listed in this file (one per line, `#` comments)
+    #[arg(long, value_name = "FILE")]
+    pub exclude: Option<PathBuf>,
     /// Dry run only: print the review (waves with every gateway, canaries, prediction,
     /// which safety rules are live) as one JSON object
     #[arg(long)]

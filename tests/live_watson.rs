@@ -694,3 +694,39 @@ fn device_metadata_holds_back_low_battery_devices_until_they_charge() {
     assert_eq!(v["not_started"], 0, "{v}");
     assert!(v["waves"].as_array().is_some_and(|w| w.len() >= 2), "{v}");
 }
+
+#[test]
+fn only_and_exclude_narrow_the_target_set() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 12);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(&inv, &[]);
+    let exclude = d.path().join("exclude.txt");
+    std::fs::write(&exclude, "# on site for repairs\ngw-004\n").unwrap();
+    let journal = d.path().join("j.jsonl");
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args([
+            "--only",
+            "region=north",
+            "--exclude",
+            exclude.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = emu.stats();
+    for i in 0..12 {
+        let id = format!("gw-{i:03}");
+        let want = u64::from(id == "gw-000" || id == "gw-008");
+        assert_eq!(count(&s, "update_requests", &id), want, "{id}: {s}");
+    }
+    // A filter that leaves nobody, or names an unknown key, is bad input.
+    for only in ["region=nowhere", "colour=red"] {
+        let o = rollout(&plan, &inv, &emu.endpoint, &journal, false)
+            .args(["--only", only])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{only}: {}", stderr(&o));
+        assert!(stderr(&o).contains(only), "{}", stderr(&o));
+    }
+}

@@ -99,6 +99,24 @@ fn check_signals(args: &RolloutArgs, policy: &Policy) -> Result<(), Failure> {
     )))
 }
 
+/// Device ids listed in an `--exclude` file: one per line; blank lines and `#` comments
+/// are skipped.
+fn excluded(path: Option<&std::path::Path>) -> Result<Vec<String>, Failure> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError::new(format!("cannot read the --exclude file: {e}")).in_file(&name)
+    })?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 pub(super) fn backend_name(b: BackendKind) -> &'static str {
     match b {
         BackendKind::WatsonIot => "watson-iot",
@@ -163,6 +181,11 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         &args.inventory.display().to_string(),
         args.backend == BackendKind::WatsonIot,
     )?;
+    let inv = if args.only.is_empty() && args.exclude.is_none() {
+        inv
+    } else {
+        inv.narrowed(&args.only, &excluded(args.exclude.as_deref())?)?
+    };
     if args.json && args.execute {
         return Err(Failure::input(
             "--json prints the dry run's review; drop --execute to get it",

@@ -92,6 +92,10 @@ impl Inventory {
         if devices.is_empty() {
             return Err(at_line(2, "the inventory lists no devices".into()));
         }
+        Ok(Inventory::of(devices))
+    }
+
+    fn of(devices: Vec<Device>) -> Inventory {
         let mut regions: Vec<String> = Vec::new();
         let mut hw_classes: Vec<String> = Vec::new();
         for d in &devices {
@@ -102,11 +106,52 @@ impl Inventory {
                 hw_classes.push(d.hw.clone());
             }
         }
-        Ok(Inventory {
+        Inventory {
             devices,
             regions,
             hw_classes,
-        })
+        }
+    }
+
+    /// Narrows the target set: `only` holds `KEY=VALUE` filters (region, hw, type; a device
+    /// must match every one), `exclude` device ids to leave out. An empty result, an unknown
+    /// key, or a value no device has is bad input.
+    pub fn narrowed(self, only: &[String], exclude: &[String]) -> Result<Inventory, InputError> {
+        let mut filters = Vec::new();
+        for f in only {
+            let (k, v) = f.split_once('=').ok_or_else(|| {
+                InputError::new(format!(
+                    "--only `{f}`: expected KEY=VALUE (region, hw or type)"
+                ))
+            })?;
+            if !matches!(k, "region" | "hw" | "type") {
+                return Err(InputError::new(format!(
+                    "--only `{f}`: unknown key `{k}` (region, hw or type)"
+                )));
+            }
+            if !self.devices.iter().any(|d| attribute(d, k) == Some(v)) {
+                return Err(InputError::new(format!(
+                    "--only `{f}`: no device in the inventory has {k} `{v}`"
+                )));
+            }
+            filters.push((k.to_string(), v.to_string()));
+        }
+        let matches = |d: &Device| {
+            filters
+                .iter()
+                .all(|(k, v)| attribute(d, k) == Some(v.as_str()))
+        };
+        let devices: Vec<Device> = self
+            .devices
+            .into_iter()
+            .filter(|d| matches(d) && !exclude.contains(&d.id))
+            .collect();
+        if devices.is_empty() {
+            return Err(InputError::new(
+                "--only and --exclude leave no device to update",
+            ));
+        }
+        Ok(Inventory::of(devices))
     }
 
     /// What the engine needs to choose canaries and spread batches.
@@ -119,6 +164,16 @@ impl Inventory {
                 hw: idx(&self.hw_classes, &d.hw),
             })
             .collect()
+    }
+}
+
+/// A device's value for an `--only` key.
+fn attribute<'a>(d: &'a Device, key: &str) -> Option<&'a str> {
+    match key {
+        "region" => Some(&d.region),
+        "hw" => Some(&d.hw),
+        "type" => d.type_id.as_deref(),
+        _ => None,
     }
 }
 
