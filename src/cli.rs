@@ -156,6 +156,11 @@ pub struct RolloutArgs {
     /// (rollback or defect), and is journaled so that later re-runs go on too
     #[arg(long, value_name = "KIND")]
     pub override_halt: Option<String>,
+    /// Read-only checks before a rollout: the credentials work, the endpoint answers, every
+    /// inventory device exists on the platform (under its type on Watson), and the firmware
+    /// URI answers a HEAD request. Exit 0 when all pass
+    #[arg(long, conflicts_with = "execute")]
+    pub preflight: bool,
     /// Update only devices with this attribute (region=…, hw=… or type=…; repeatable, all
     /// must match)
     #[arg(long, value_name = "KEY=VALUE")]

@@ -723,3 +723,54 @@ fn ministack_rehearsals_of_the_tuned_plan_agree_with_its_prediction() {
         "rehearsed makespan {makespan:.0} s outside the prediction's p05–p95 {makespan_band:?} ({rehearsed:?})"
     );
 }
+
+#[test]
+fn ministack_preflight_finds_a_missing_thing_through_the_verifier() {
+    let d = tempfile::tempdir().unwrap();
+    let aws = ministack();
+    let inv = inventory(d.path(), 4);
+    let plan = tuned_plan(d.path());
+    let mut c = client(&aws.endpoint);
+    for i in 0..3 {
+        c.call(
+            "POST",
+            &format!("/things/gw-{i:03}"),
+            Some(&serde_json::json!({})),
+            "iot",
+        )
+        .unwrap();
+    }
+    let journal = d.path().join("j.jsonl");
+    let mut cmd = bin();
+    with_creds(&mut cmd)
+        .args(["rollout", "--preflight", "--backend", "aws-iot-jobs"])
+        .args([
+            "--plan",
+            plan.to_str().unwrap(),
+            "--inventory",
+            inv.to_str().unwrap(),
+        ])
+        .args([
+            "--endpoint",
+            &aws.endpoint,
+            "--journal",
+            journal.to_str().unwrap(),
+        ])
+        .args([
+            "--firmware-version",
+            "4.2.0",
+            "--firmware-uri",
+            "http://127.0.0.1:9/fw.bin",
+        ]);
+    let o = cmd.output().unwrap();
+    let out = stdout(&o);
+    assert!(
+        matches!(o.status.code(), Some(1 | 2)),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert!(out.contains("ok     credentials and endpoint"), "{out}");
+    assert!(out.contains("1 of 4 not on the platform: gw-003"), "{out}");
+    assert!(out.contains("FAILED firmware URI"), "{out}");
+    aws.assert_all_verified();
+}

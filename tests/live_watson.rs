@@ -730,3 +730,71 @@ fn only_and_exclude_narrow_the_target_set() {
         assert!(stderr(&o).contains(only), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn preflight_names_each_failed_check_and_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 6);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(&inv, &[]);
+    for i in 0..5 {
+        set_battery(&emu.endpoint, &format!("gw-{i:03}"), 90.0, true);
+    }
+    // A firmware server on loopback that answers HEAD.
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let fw = format!(
+        "http://{}/fw-4.2.0.bin",
+        server.server_addr().to_ip().unwrap()
+    );
+    std::thread::spawn(move || {
+        for r in server.incoming_requests() {
+            let _ = r.respond(tiny_http::Response::empty(200));
+        }
+    });
+    let journal = d.path().join("j.jsonl");
+    let preflight = |uri: &str, key: &str| {
+        bin()
+            .args(["rollout", "--preflight", "--backend", "watson-iot"])
+            .args([
+                "--plan",
+                plan.to_str().unwrap(),
+                "--inventory",
+                inv.to_str().unwrap(),
+            ])
+            .args([
+                "--endpoint",
+                &emu.endpoint,
+                "--journal",
+                journal.to_str().unwrap(),
+            ])
+            .args(["--firmware-version", "4.2.0", "--firmware-uri", uri])
+            .env("WIOTP_API_KEY", key)
+            .env("WIOTP_API_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    // One device is not registered: bad input, named.
+    let o = preflight(&fw, KEY);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("FAILED inventory devices exist") && out.contains("gw-005 (type gateway)"),
+        "{out}"
+    );
+    assert!(out.contains("ok     firmware URI answers HEAD"), "{out}");
+    set_battery(&emu.endpoint, "gw-005", 90.0, true);
+    let o = preflight(&fw, KEY);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("preflight passed"));
+    // Wrong credentials and a firmware URI nobody answers: run-time failures, named.
+    let o = preflight("http://127.0.0.1:9/none.bin", "wrong-key");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAILED credentials and endpoint") && out.contains("FAILED firmware URI"),
+        "{out}"
+    );
+    assert_no_secrets("preflight", &format!("{out}{}", stderr(&o)));
+    assert_eq!(emu.stats()["requests"], 0, "preflight created a request");
+    assert!(!journal.exists(), "preflight wrote a journal");
+}

@@ -3,6 +3,7 @@
 pub mod calibrate;
 pub mod compare;
 pub mod emulate;
+pub mod preflight;
 pub mod review;
 pub mod rollout;
 pub mod simulate;

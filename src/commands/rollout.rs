@@ -99,6 +99,35 @@ fn check_signals(args: &RolloutArgs, policy: &Policy) -> Result<(), Failure> {
     )))
 }
 
+/// The backend client for `args.backend`; credentials come from the environment.
+pub(super) fn backend(
+    args: &RolloutArgs,
+    policy: &Policy,
+) -> Result<Box<dyn crate::live::backend::Backend>, Failure> {
+    Ok(match args.backend {
+        BackendKind::WatsonIot => Box::new(
+            crate::live::watson::Watson::from_env(
+                &args.endpoint,
+                &args.firmware_version,
+                &args.firmware_uri,
+                args.time_scale,
+            )
+            .map_err(Failure::input)?,
+        ),
+        BackendKind::AwsIotJobs => Box::new(
+            crate::live::aws::AwsJobs::from_env(
+                &args.endpoint,
+                args.data_endpoint.as_deref().unwrap_or(&args.endpoint),
+                &args.firmware_version,
+                &args.firmware_uri,
+                args.time_scale,
+                policy,
+            )
+            .map_err(Failure::input)?,
+        ),
+    })
+}
+
 /// Device ids listed in an `--exclude` file: one per line; blank lines and `#` comments
 /// are skipped.
 fn excluded(path: Option<&std::path::Path>) -> Result<Vec<String>, Failure> {
@@ -186,6 +215,9 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     } else {
         inv.narrowed(&args.only, &excluded(args.exclude.as_deref())?)?
     };
+    if args.preflight {
+        return super::preflight::run(args, &policy, &inv);
+    }
     if args.json && args.execute {
         return Err(Failure::input(
             "--json prints the dry run's review; drop --execute to get it",
@@ -202,28 +234,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         return Ok(());
     }
     check_signals(args, &policy)?;
-    let mut backend: Box<dyn crate::live::backend::Backend> = match args.backend {
-        BackendKind::WatsonIot => Box::new(
-            crate::live::watson::Watson::from_env(
-                &args.endpoint,
-                &args.firmware_version,
-                &args.firmware_uri,
-                args.time_scale,
-            )
-            .map_err(Failure::input)?,
-        ),
-        BackendKind::AwsIotJobs => Box::new(
-            crate::live::aws::AwsJobs::from_env(
-                &args.endpoint,
-                args.data_endpoint.as_deref().unwrap_or(&args.endpoint),
-                &args.firmware_version,
-                &args.firmware_uri,
-                args.time_scale,
-                &policy,
-            )
-            .map_err(Failure::input)?,
-        ),
-    };
+    let mut backend = backend(args, &policy)?;
     let journal_path = args
         .journal
         .clone()

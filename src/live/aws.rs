@@ -417,6 +417,21 @@ impl Backend for AwsJobs {
         Ok(facts_of_shadow(&doc))
     }
 
+    fn ping(&mut self) -> Result<(), CallError> {
+        self.client
+            .once("GET", "/jobs?maxResults=1", None, "iot")
+            .map(|_| ())
+    }
+
+    fn exists(&mut self, device: &Device) -> Result<bool, CallError> {
+        let path = format!("/things/{}", encode_query(&device.id));
+        match self.client.once("GET", &path, None, "iot") {
+            Ok(_) => Ok(true),
+            Err(CallError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn cancel_queued(&mut self, reference: &str, device: &Device) -> Result<(), CallError> {
         // CancelJobExecution, not forced: AWS refuses it once the device has begun.
         let path = format!(

@@ -94,6 +94,10 @@ pub trait Backend {
     fn cancel_queued(&mut self, _reference: &str, _device: &Device) -> Result<(), CallError> {
         Ok(())
     }
+    /// One cheap authenticated read: do the credentials work and does the endpoint answer?
+    fn ping(&mut self) -> Result<(), CallError>;
+    /// Whether the platform knows this device (Watson: under its type).
+    fn exists(&mut self, device: &Device) -> Result<bool, CallError>;
     /// A device's pre-update facts (only called when `signals()` has `Prechecks`).
     fn facts(&mut self, _device: &Device) -> Result<Facts, CallError> {
         Ok(Facts::unknown())

@@ -109,6 +109,15 @@ impl Backend for FakePlatform {
         String::new()
     }
 
+    fn ping(&mut self) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    /// The in-process platform takes any device.
+    fn exists(&mut self, _device: &Device) -> Result<bool, CallError> {
+        Ok(true)
+    }
+
     fn signals(&self) -> &'static [Signal] {
         &[]
     }

@@ -177,13 +177,20 @@ impl Backend for Watson {
         Self::SIGNALS
     }
 
+    fn ping(&mut self) -> Result<(), CallError> {
+        self.get("/api/v0002/mgmt/requests").map(|_| ())
+    }
+
+    fn exists(&mut self, device: &Device) -> Result<bool, CallError> {
+        match self.get(&device_path(device)) {
+            Ok(_) => Ok(true),
+            Err(CallError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn facts(&mut self, device: &Device) -> Result<Facts, CallError> {
-        let path = format!(
-            "/api/v0002/device/types/{}/devices/{}",
-            encode_query(device.type_id.as_deref().unwrap_or_default()),
-            encode_query(&device.id)
-        );
-        match self.get(&path) {
+        match self.get(&device_path(device)) {
             Ok(v) => Ok(published_facts(v.pointer("/metadata/stagger"))),
             // Not registered, or no metadata: nothing published, and unknown never blocks.
             Err(CallError::NotFound(_)) => Ok(Facts::unknown()),
@@ -273,4 +280,13 @@ impl Backend for Watson {
             "Watson IoT v0002 has no cancel for request {reference}"
         )))
     }
+}
+
+/// The documented path of one device, under its type.
+fn device_path(device: &Device) -> String {
+    format!(
+        "/api/v0002/device/types/{}/devices/{}",
+        encode_query(device.type_id.as_deref().unwrap_or_default()),
+        encode_query(&device.id)
+    )
 }
