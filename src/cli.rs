@@ -62,6 +62,8 @@ pub enum Command {
     Rollout(RolloutArgs),
     /// Show a rollout's progress from its journal (also while it runs; takes no lock)
     Status(StatusArgs),
+    /// Approve a paused rollout to go on past its approval gate (journaled by the executor)
+    Approve(ApproveArgs),
     /// Print the JSON Schema of scenario files, for editors (taplo, Even Better TOML)
     #[command(
         after_help = "Examples:\n  stagger schema > stagger-scenario.schema.json\n  # then, first line of a scenario: #:schema ./stagger-scenario.schema.json"
@@ -102,6 +104,19 @@ pub struct StatusArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  stagger approve --journal rollout-4.2.0.journal.jsonl\n  stagger approve --journal rollout-4.2.0.journal.jsonl --stage pilot"
+)]
+pub struct ApproveArgs {
+    /// The rollout's journal
+    #[arg(long, value_name = "FILE")]
+    pub journal: PathBuf,
+    /// The stage to approve (default: the one the rollout is paused at)
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -161,6 +176,10 @@ pub struct RolloutArgs {
     /// URI answers a HEAD request. Exit 0 when all pass
     #[arg(long, conflicts_with = "execute")]
     pub preflight: bool,
+    /// Approval gate: after this stage (canary, or a staged plan's stage) completes, wait
+    /// for `stagger approve` (repeatable; adds to the plan's pause_after)
+    #[arg(long, value_name = "STAGE")]
+    pub pause_after: Vec<String>,
     /// Update only devices with this attribute (region=…, hw=… or type=…; repeatable, all
     /// must match)
     #[arg(long, value_name = "KEY=VALUE")]

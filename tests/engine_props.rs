@@ -205,6 +205,8 @@ fn drive(policy: Policy, n: usize, luck: &[u8], bad_release: bool) -> Run {
                 }
                 Command::Cancel { .. } => {}
                 Command::Halt { .. } => halted = true,
+                // The operator approves at once.
+                Command::Paused { wave, .. } => engine.handle(now, Observation::Approved { wave }),
                 Command::Rollback { .. } | Command::WaveReleased { .. } => {}
             }
         }
@@ -338,4 +340,49 @@ fn an_operation_never_begun_ends_unreachable_at_the_queue_timeout() {
     assert_eq!(engine.poll_timeout(), Some(Time::from_secs(3600.0)));
     engine.handle_timeout(Time::from_secs(3600.0));
     assert_eq!(engine.cause(1), Some(Cause::Timeout));
+}
+
+/// An approval gate: after the canary stage completes nothing more is released, however
+/// long it waits, until the operator approves; then the next wave goes.
+#[test]
+fn a_paused_stage_waits_for_approval() {
+    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; 6];
+    let mut p = Policy::bulk();
+    p.family = Family::Backoff;
+    p.max_concurrent = 6;
+    p.canary = Some(Canary {
+        size: 2,
+        soak: Time::from_secs(60.0),
+    });
+    p.pause_after = vec!["canary".into()];
+    let mut engine = Engine::new(p, &inventory, 1);
+    engine.handle_timeout(Time::ZERO);
+    let mut starts = Vec::new();
+    let drain = |engine: &mut Engine, starts: &mut Vec<u32>| {
+        let mut paused = None;
+        while let Some(c) = engine.poll_command() {
+            match c {
+                Command::Start { gw, .. } => starts.push(gw),
+                Command::Paused { wave, stage } => paused = Some((wave, stage)),
+                _ => {}
+            }
+        }
+        paused
+    };
+    assert_eq!(drain(&mut engine, &mut starts), None);
+    assert_eq!(starts.len(), 2, "the canaries");
+    for &gw in &starts.clone() {
+        engine.handle(Time::from_secs(10.0), Observation::Succeeded { gw });
+    }
+    let paused = drain(&mut engine, &mut starts);
+    assert_eq!(paused, Some((0, "canary".to_string())));
+    assert_eq!(engine.paused(), Some((0, "canary")));
+    // A day later, still nothing more.
+    engine.handle_timeout(Time::from_secs(86_400.0));
+    assert_eq!(drain(&mut engine, &mut starts), None);
+    assert_eq!(starts.len(), 2, "released without approval");
+    engine.handle(Time::from_secs(86_400.0), Observation::Approved { wave: 0 });
+    drain(&mut engine, &mut starts);
+    assert_eq!(starts.len(), 6, "approval releases the rest");
+    assert_eq!(engine.paused(), None);
 }

@@ -798,3 +798,57 @@ fn preflight_names_each_failed_check_and_changes_nothing() {
     assert_eq!(emu.stats()["requests"], 0, "preflight created a request");
     assert!(!journal.exists(), "preflight wrote a journal");
 }
+
+#[test]
+fn an_approval_gate_holds_after_the_canary_until_approved() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 12);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(&inv, &[]);
+    let journal = d.path().join("j.jsonl");
+    let j = journal.to_str().unwrap();
+    let status = || {
+        let o = bin().args(["status", "--journal", j]).output().unwrap();
+        stdout(&o)
+    };
+    let mut run = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args(["--pause-after", "canary"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !status().contains("PAUSED after stage `canary`") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never paused: {}",
+            status()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Held: two more seconds are 20 minutes of plan time, past the canary's soak.
+    std::thread::sleep(Duration::from_secs(2));
+    let s = emu.stats();
+    let updated = s["updated"].as_array().unwrap().len();
+    assert_eq!(updated, 5, "only the canaries before approval: {s}");
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the rollout ended while paused"
+    );
+    let o = bin().args(["approve", "--journal", j]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("approved `canary`"));
+    let code = run.wait().unwrap().code();
+    assert_eq!(code, Some(0));
+    assert_platform_safe(&emu.stats(), 12, &[], &plan);
+    // Nothing is paused now: a bare approve is refused.
+    let o = bin().args(["approve", "--journal", j]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // The approval is an input in the journal: a re-run replays it and finds nothing to do.
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args(["--pause-after", "canary"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_platform_safe(&emu.stats(), 12, &[], &plan);
+}

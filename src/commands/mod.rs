@@ -1,5 +1,6 @@
 //! Subcommand implementations. Each turns validated arguments into output bytes.
 
+pub mod approve;
 pub mod calibrate;
 pub mod compare;
 pub mod emulate;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Compare(args) => compare::run(&args),
         Command::Rollout(args) => rollout::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Approve(args) => approve::run(&args),
         Command::Emulate(args) => emulate::run(&args),
         Command::Plot(args) => {
             let written =

@@ -44,6 +44,8 @@ pub struct Review {
     pub rules: Vec<RuleState>,
     pub can_cancel: bool,
     pub queue_timeout_s: Option<f64>,
+    /// Stages after which the rollout waits for `stagger approve`.
+    pub pause_after: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,6 +207,7 @@ pub fn review(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Invent
         rules,
         can_cancel: provided.contains(&Signal::Cancel),
         queue_timeout_s: policy.queue_timeout.map(Time::secs),
+        pause_after: policy.pause_after.clone(),
     }
 }
 
@@ -342,6 +345,9 @@ pub fn print(r: &Review, args: &RolloutArgs) {
     }
     if !r.can_cancel {
         println!("  a halt stops issuing and observes in-flight operations to their end (no cancel on this backend)");
+    }
+    for stage in &r.pause_after {
+        println!("  approval gate after stage `{stage}`: the rollout waits for `stagger approve --journal J` (the prediction leaves that wait out)");
     }
     if r.queue_timeout_s.is_none() {
         println!("  note: no queue_timeout_s in the plan: an offline device's queued operation is waited for as long as the platform keeps it");

@@ -201,7 +201,23 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         }
     }
     let plan_path = args.plan.display().to_string();
-    let (plan, policy) = PlanFile::load(&plan_path)?;
+    let (plan, mut policy) = PlanFile::load(&plan_path)?;
+    for stage in &args.pause_after {
+        let names = policy.stage_names();
+        if !names.contains(&stage.as_str()) {
+            return Err(Failure::input(format!(
+                "--pause-after `{stage}`: the plan has no such stage (it has: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        if !policy.pause_after.contains(stage) {
+            policy.pause_after.push(stage.clone());
+        }
+    }
     check_plan_scenario(&plan).map_err(|e| match e {
         Failure::Input(i) => Failure::Input(i.in_file(&plan_path)),
         other => other,

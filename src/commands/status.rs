@@ -23,6 +23,11 @@ pub fn run(args: &StatusArgs) -> Result<(), Failure> {
     );
     let state = match (&p.halted, p.finished) {
         (Some(h), _) => format!("HALTED ({h})"),
+        (None, false) if p.paused.is_some() => format!(
+            "PAUSED after stage `{}`: approve with `stagger approve --journal {}`",
+            p.paused.as_deref().unwrap_or_default(),
+            args.journal.display()
+        ),
         (None, true) => "finished".into(),
         (None, false) => "running, or stopped before the end (re-run the rollout to resume)".into(),
     };

@@ -149,6 +149,10 @@ pub enum Observation {
     Latency {
         ms: f64,
     },
+    /// An operator approved going on after wave `wave` (0-based), which paused.
+    Approved {
+        wave: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +173,9 @@ pub enum Command {
     },
     /// The rollout stopped for a safety reason; no new work will be issued.
     Halt { reason: HaltReason },
+    /// Wave `wave` (0-based), a stage named in `pause_after`, completed: nothing more is
+    /// released until `Approved { wave }`.
+    Paused { wave: usize, stage: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +250,9 @@ struct Gw {
 
 #[derive(Debug, Clone, Default)]
 struct WaveState {
+    /// An approval gate after this wave: announced (Paused emitted) and approved.
+    pause_announced: bool,
+    approved: bool,
     released_at: Option<Time>,
     gate_at: Option<Time>,
     completed_at: Option<Time>,
@@ -394,6 +404,27 @@ impl Engine {
         self.halted.as_ref()
     }
 
+    /// The wave (0-based) and stage whose approval gate holds the rollout, if any.
+    pub fn paused(&self) -> Option<(usize, &str)> {
+        let w = self.released.checked_sub(1)?;
+        let stage = self.gate_stage(w)?;
+        let st = &self.waves[w];
+        (st.pause_announced && !st.approved).then_some((w, stage))
+    }
+
+    /// The stage name of wave `w` if the plan pauses after it (and a wave follows).
+    fn gate_stage(&self, w: usize) -> Option<&str> {
+        if w + 1 >= self.plan.waves.len() {
+            return None;
+        }
+        let stage = self.plan.waves[w].stage.as_deref()?;
+        self.policy
+            .pause_after
+            .iter()
+            .any(|p| p == stage)
+            .then_some(stage)
+    }
+
     pub fn waves_released(&self) -> usize {
         self.released
     }
@@ -501,6 +532,7 @@ impl Engine {
             }
             self.release_next_wave();
         }
+        self.announce_pause();
         self.pump();
     }
 
@@ -534,6 +566,11 @@ impl Engine {
             Observation::Latency { ms } => {
                 if let Some(w) = self.window.as_mut() {
                     w.on_latency(ms);
+                }
+            }
+            Observation::Approved { wave } => {
+                if let Some(st) = self.waves.get_mut(wave) {
+                    st.approved = true;
                 }
             }
         }
@@ -907,6 +944,10 @@ impl Engine {
         }
         let prev = &self.waves[w - 1];
         let prev_start = prev.released_at?;
+        if self.gate_stage(w - 1).is_some() && !(prev.completed_at.is_some() && prev.approved) {
+            // An approval gate: the stage must complete, then an operator approve.
+            return None;
+        }
         match &self.plan.waves[w].release {
             Release::Now | Release::WithPrevious => Some(prev_start),
             Release::AfterComplete(wait) => prev.completed_at.map(|t| t + *wait),
@@ -923,6 +964,24 @@ impl Engine {
                     .min()?;
                 Some((gate + *gap).max(prev_start + *min_gap))
             }
+        }
+    }
+
+    /// Says once that a completed stage waits for approval.
+    fn announce_pause(&mut self) {
+        let Some(w) = self.released.checked_sub(1) else {
+            return;
+        };
+        if self.halted.is_some() || self.waves[w].completed_at.is_none() {
+            return;
+        }
+        let Some(stage) = self.gate_stage(w).map(String::from) else {
+            return;
+        };
+        let st = &mut self.waves[w];
+        if !st.pause_announced && !st.approved {
+            st.pause_announced = true;
+            self.out.push_back(Command::Paused { wave: w, stage });
         }
     }
 

@@ -159,6 +159,9 @@ pub struct Policy {
     pub op_timeout: Option<Time>,
     /// An operation no device has begun within this is given up as unreachable.
     pub queue_timeout: Option<Time>,
+    /// Approval gates: after each of these stages completes, nothing more is released until
+    /// an operator approves.
+    pub pause_after: Vec<String>,
     pub prechecks: Option<Prechecks>,
     /// Roll back a batch and halt when its success fraction is below this.
     pub rollback_below: Option<f64>,
@@ -168,6 +171,15 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The named stages an approval gate may follow: the canary, then a staged plan's stages.
+    pub fn stage_names(&self) -> Vec<&str> {
+        let canary = self.canary.as_ref().map(|_| "canary");
+        canary
+            .into_iter()
+            .chain(self.stages.iter().map(|s| s.name.as_str()))
+            .collect()
+    }
+
     pub fn bulk() -> Policy {
         Policy {
             family: Family::Bulk,
@@ -182,6 +194,7 @@ impl Policy {
             retry: Retry::default(),
             op_timeout: None,
             queue_timeout: None,
+            pause_after: Vec::new(),
             prechecks: None,
             rollback_below: None,
             defect_halt_after: None,

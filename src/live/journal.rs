@@ -195,6 +195,10 @@ pub enum Obs {
     Latency {
         ms: f64,
     },
+    /// The operator approved going on after wave `wave` (0-based).
+    Approved {
+        wave: usize,
+    },
 }
 
 /// An engine command as journaled.
@@ -224,6 +228,10 @@ pub enum Cmd {
         kind: String,
         reason: String,
     },
+    Paused {
+        wave: usize,
+        stage: String,
+    },
 }
 
 /// An observation on disk, compact: `{"succeeded":7}`, `{"progress":[7,1,"downloaded"]}`.
@@ -239,6 +247,7 @@ enum ObsRow<S = String> {
     /// Gateway, online, and the facts that are known (none: `null`).
     Checked(u32, bool, Option<FactsRow>),
     Latency(f64),
+    Approved(usize),
 }
 
 #[derive(Serialize, Deserialize, Default, PartialEq)]
@@ -297,6 +306,7 @@ impl<'a> From<&'a Obs> for ObsRow<&'a str> {
                 ObsRow::Checked(gw, online, known)
             }
             Obs::Latency { ms } => ObsRow::Latency(ms),
+            Obs::Approved { wave } => ObsRow::Approved(wave),
         }
     }
 }
@@ -322,6 +332,7 @@ impl From<ObsRow> for Obs {
                 }
             }
             ObsRow::Latency(ms) => Obs::Latency { ms },
+            ObsRow::Approved(wave) => Obs::Approved { wave },
         }
     }
 }
@@ -336,6 +347,7 @@ enum CmdRow<S = String> {
     Rollback(u32),
     Wave(usize, Option<S>, usize),
     Halt(S, S),
+    Paused(usize, S),
 }
 
 impl Serialize for Cmd {
@@ -360,6 +372,7 @@ impl<'a> From<&'a Cmd> for CmdRow<&'a str> {
                 ref kind,
                 ref reason,
             } => CmdRow::Halt(kind, reason),
+            Cmd::Paused { wave, ref stage } => CmdRow::Paused(wave, stage),
         }
     }
 }
@@ -373,6 +386,7 @@ impl From<CmdRow> for Cmd {
             CmdRow::Rollback(gw) => Cmd::Rollback { gw },
             CmdRow::Wave(wave, stage, size) => Cmd::Wave { wave, stage, size },
             CmdRow::Halt(kind, reason) => Cmd::Halt { kind, reason },
+            CmdRow::Paused(wave, stage) => Cmd::Paused { wave, stage },
         }
     }
 }
@@ -446,6 +460,7 @@ impl From<&Observation> for Obs {
                 stable_ms: facts.stable_for.map(Time::millis),
             },
             Observation::Latency { ms } => Obs::Latency { ms },
+            Observation::Approved { wave } => Obs::Approved { wave },
         }
     }
 }
@@ -492,6 +507,7 @@ impl Obs {
                 },
             },
             Obs::Latency { ms } => Observation::Latency { ms: *ms },
+            Obs::Approved { wave } => Observation::Approved { wave: *wave },
         })
     }
 }
@@ -517,6 +533,10 @@ impl From<&Command> for Cmd {
             Command::Halt { reason } => Cmd::Halt {
                 kind: halt_kind(reason).into(),
                 reason: reason.to_string(),
+            },
+            Command::Paused { wave, stage } => Cmd::Paused {
+                wave: *wave,
+                stage: stage.clone(),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! Live rollouts: the inventory, backends, the crash-safe journal and the driver that runs
 //! the engine against a real device-management API. Nothing here acts without --execute.
 
+pub mod approvals;
 pub mod aws;
 pub mod backend;
 pub mod clock;

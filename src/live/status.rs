@@ -55,6 +55,8 @@ pub struct Progress {
     pub finished: bool,
     /// `kind: reason` of a halt in force, if any.
     pub halted: Option<String>,
+    /// The stage whose approval gate holds the rollout, if any.
+    pub paused: Option<String>,
     pub waves: Vec<Wave>,
     /// Gateways per latest state; those never mentioned are `not_started`.
     pub states: BTreeMap<State, usize>,
@@ -72,6 +74,7 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
     let mut t_ms = 0u64;
     let mut finished = false;
     let mut halted: Option<String> = None;
+    let mut paused: Option<(usize, String)> = None;
     let mut attempts = 0u64;
     for (_, r) in &parsed.records {
         match r {
@@ -84,6 +87,12 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
             Record::Obs { t, o } => {
                 t_ms = t_ms.max(*t);
                 for o in o {
+                    if let Obs::Approved { wave } = o {
+                        if paused.as_ref().is_some_and(|(w, _)| w == wave) {
+                            paused = None;
+                        }
+                        continue;
+                    }
                     let (gw, s) = match o {
                         Obs::Succeeded { gw } => (*gw, State::Succeeded),
                         Obs::Failed { gw, .. } | Obs::Rejected { gw, .. } => (*gw, State::Failed),
@@ -109,6 +118,7 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
                             released_s: t_ms as f64 / 1000.0,
                         }),
                         Cmd::Halt { kind, reason } => halted = Some(format!("{kind}: {reason}")),
+                        Cmd::Paused { wave, stage } => paused = Some((*wave, stage.clone())),
                         Cmd::Cancel { .. } | Cmd::Rollback { .. } => {}
                     }
                 }
@@ -137,6 +147,7 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
         plan_time_s: t_ms as f64 / 1000.0,
         finished,
         halted,
+        paused: paused.map(|(_, stage)| stage),
         waves,
         not_started: h.devices.saturating_sub(states.len()),
         states: counts,

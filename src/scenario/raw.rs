@@ -164,6 +164,10 @@ pub struct RawPolicy {
     pub op_timeout_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_timeout_s: Option<f64>,
+    /// Approval gates: stages (`canary`, or a staged plan's stage names) after which the
+    /// rollout waits for `stagger approve`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_after: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prechecks: Option<RawPrechecks>,
     #[serde(skip_serializing_if = "Option::is_none")]

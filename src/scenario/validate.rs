@@ -409,6 +409,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
         "retry",
         "op_timeout_s",
         "queue_timeout_s",
+        "pause_after",
         "prechecks",
         "defect_halt",
         "max_concurrent",
@@ -419,6 +420,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
             "retry",
             "op_timeout_s",
             "queue_timeout_s",
+            "pause_after",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -431,6 +433,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
             "retry",
             "op_timeout_s",
             "queue_timeout_s",
+            "pause_after",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -441,6 +444,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
             "retry",
             "op_timeout_s",
             "queue_timeout_s",
+            "pause_after",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -454,6 +458,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
             "retry",
             "op_timeout_s",
             "queue_timeout_s",
+            "pause_after",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -467,6 +472,7 @@ fn allowed_keys(family: Family) -> &'static [&'static str] {
             "retry",
             "op_timeout_s",
             "queue_timeout_s",
+            "pause_after",
             "prechecks",
             "defect_halt",
             "max_concurrent",
@@ -495,6 +501,7 @@ fn present_keys(p: &RawPolicy) -> Vec<&'static str> {
     add(p.retry.is_some(), "retry");
     add(p.op_timeout_s.is_some(), "op_timeout_s");
     add(p.queue_timeout_s.is_some(), "queue_timeout_s");
+    add(p.pause_after.is_some(), "pause_after");
     add(p.prechecks.is_some(), "prechecks");
     add(p.rollback.is_some(), "rollback");
     add(p.defect_halt.is_some(), "defect_halt");
@@ -731,6 +738,26 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
                 1.0,
             )?,
         });
+    }
+    if let Some(names) = &p.pause_after {
+        // A gate names a stage this policy has: its canary, or one of its stages.
+        let stages = out.stage_names();
+        for (i, name) in names.iter().enumerate() {
+            if !stages.contains(&name.as_str()) {
+                return Err(InputError::at_key(
+                    &format!("{at}.pause_after.{i}"),
+                    format!(
+                        "no stage `{name}` in this policy (it has: {})",
+                        if stages.is_empty() {
+                            "none".into()
+                        } else {
+                            stages.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        out.pause_after = names.clone();
     }
     Ok(out)
 }

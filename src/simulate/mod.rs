@@ -44,8 +44,10 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
         loop {
             while let Some(cmd) = engine.poll_command() {
                 world.apply(now, &cmd, &mut obs);
-                if let Command::Halt { .. } = cmd {
-                    // Recorded by the engine; nothing physical happens.
+                if let Command::Paused { wave, .. } = cmd {
+                    // Approval gates are approved at once: predictions leave out the time
+                    // an operator takes.
+                    obs.push(crate::engine::Observation::Approved { wave });
                 }
             }
             if obs.is_empty() {

@@ -375,7 +375,7 @@ impl World {
                         .push(now + Time::from_secs(d), Event::RollbackDone { gw });
                 }
             }
-            Command::WaveReleased { .. } | Command::Halt { .. } => {}
+            Command::WaveReleased { .. } | Command::Halt { .. } | Command::Paused { .. } => {}
         }
         self.schedule_disconnect(now, false);
     }

@@ -20,7 +20,7 @@ mod replay;
 use super::backend::Backend;
 use super::clock::Clock;
 use super::inventory::Inventory;
-use super::journal::{self, Cmd, Journal, Record};
+use super::journal::{self, Cmd, Journal, Obs, Record};
 use crate::engine::{Engine, Policy, Status};
 use crate::error::Failure;
 use crate::time::Time;
@@ -244,6 +244,7 @@ impl<'a> Live<'a> {
         self.resolve_unconfirmed()?;
         self.poll_platform()?;
         self.tick()?;
+        self.take_approval()?;
         self.answer_checks()?;
         self.send_pending()?;
         self.cancel_halted()?;
@@ -252,6 +253,21 @@ impl<'a> Live<'a> {
             && self.ops.is_empty()
             && self.zombies.is_empty()
             && self.unconfirmed.is_empty())
+    }
+
+    /// An operator's approval of the gate the rollout is paused at, journaled as an input.
+    fn take_approval(&mut self) -> Result<(), Failure> {
+        let Some((wave, stage)) = self.engine.paused() else {
+            return Ok(());
+        };
+        if crate::live::approvals::approved(self.journal.path(), stage) {
+            if self.opts.log {
+                eprintln!("rollout: stage `{stage}` approved; going on");
+            }
+            let t = self.plan_now().millis();
+            self.record(Record::obs(t, Obs::Approved { wave }))?;
+        }
+        Ok(())
     }
 
     /// When the loop next has something to do (wall ms).

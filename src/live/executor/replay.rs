@@ -215,7 +215,7 @@ impl Live<'_> {
                 }
             }
             Obs::Checked { gw, .. } => self.checks.retain(|g| g != gw),
-            Obs::Accepted { .. } | Obs::Latency { .. } => {}
+            Obs::Accepted { .. } | Obs::Latency { .. } | Obs::Approved { .. } => {}
         }
     }
 
@@ -290,6 +290,14 @@ impl Live<'_> {
             Command::Halt { reason } => {
                 if self.opts.log && !self.replaying {
                     eprintln!("rollout: HALT: {reason}");
+                }
+            }
+            Command::Paused { stage, .. } => {
+                if self.opts.log && !self.replaying {
+                    eprintln!(
+                        "rollout: PAUSED after stage `{stage}`: approve with `stagger approve --journal {}`",
+                        self.journal.path().display()
+                    );
                 }
             }
         }
