@@ -189,6 +189,30 @@ fn the_report_renders_in_headless_chromium() {
         white < img.pixels().count() * 97 / 100,
         "the page is nearly blank"
     );
+    // The DOM as the browser parsed it opens with the recommendation.
+    let o = std::process::Command::new(chromium().unwrap())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let rec = dom
+        .find("id=\"recommendation\"")
+        .expect("a recommendation paragraph");
+    let charts = dom.find("<h2>Charts</h2>").expect("charts");
+    assert!(rec < charts, "the recommendation comes first");
+    let para = &dom[rec..dom[rec..].find("</p>").map_or(dom.len(), |e| rec + e)];
+    assert!(
+        para.contains("Run plan") && para.contains("The constraint that binds is the"),
+        "{para}"
+    );
 }
 
 /// `tune` writes the plan it was asked to write and nothing else of the user's; `plot`

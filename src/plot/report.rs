@@ -64,6 +64,69 @@ fn metric_cells(t: &Table, r: &[String]) -> String {
     )
 }
 
+/// The report's opening: which plan, why, and which constraint binds and by how much
+/// (each judged on the side of its interval that could break it, as the tuner does).
+fn recommendation(pf: &crate::tune::plan::PlanFile, seed_staged_makespan_s: Option<f64>) -> String {
+    let c = &pf.constraints;
+    let p = &pf.predicted;
+    // (name, predicted worst side, limit, slack as a fraction of the limit)
+    let margins = [
+        (
+            "success rate",
+            format!("{:.1}%", p.success_rate.ci95_lo * 100.0),
+            format!("at least {:.1}%", c.min_success * 100.0),
+            (p.success_rate.ci95_lo - c.min_success) / c.min_success,
+        ),
+        (
+            "peak management CPU",
+            format!("{:.1}%", p.peak_mgmt_cpu_pct.ci95_hi),
+            format!("at most {:.0}%", c.max_cpu_pct),
+            (c.max_cpu_pct - p.peak_mgmt_cpu_pct.ci95_hi) / c.max_cpu_pct,
+        ),
+        (
+            "disconnect rate",
+            format!("{:.2}%", p.disconnect_rate.ci95_hi.max(0.0) * 100.0),
+            format!("at most {:.1}%", c.max_disconnect * 100.0),
+            (c.max_disconnect - p.disconnect_rate.ci95_hi) / c.max_disconnect,
+        ),
+        (
+            "blast radius of a bad release",
+            format!("{:.1} gateways", p.blast_radius.ci95_hi),
+            format!("at most {:.0}", c.max_blast),
+            (c.max_blast - p.blast_radius.ci95_hi) / c.max_blast,
+        ),
+    ];
+    let binding = margins
+        .iter()
+        .min_by(|a, b| a.3.total_cmp(&b.3))
+        .map(|m| {
+            format!(
+                "The constraint that binds is the {}: predicted {} against a limit of {}, a margin of {:.0}% of the limit.",
+                m.0,
+                m.1,
+                m.2,
+                m.3 * 100.0
+            )
+        })
+        .unwrap_or_default();
+    let speed = seed_staged_makespan_s
+        .filter(|s| *s > 0.0)
+        .map(|s| {
+            format!(
+                " It finishes in {:.1} h where the seed's hand-made staged plan takes {:.1} h ({:.1}× faster).",
+                p.makespan_s.mean / 3600.0,
+                s / 3600.0,
+                s / p.makespan_s.mean.max(1.0)
+            )
+        })
+        .unwrap_or_else(|| format!(" It finishes in {:.1} h.", p.makespan_s.mean / 3600.0));
+    format!(
+        "<h2>Recommendation</h2>\n<p id=\"recommendation\"><b>Run plan <code>{}</code>.</b> Of every configuration swept and raced, it is the fastest whose safety bounds hold on the unsafe side of their 95% intervals ({} replications).{speed} {binding}</p>\n",
+        esc(&pf.name),
+        p.replications
+    )
+}
+
 pub fn html(d: &SweepData, out: &Path, charts: &[String]) -> Result<String, Failure> {
     let m = &d.manifest;
     let mut h = String::new();
@@ -86,6 +149,12 @@ Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} ru
         runs = m.runs_total,
         defect = m.defect_rate,
     );
+    if let Some(path) = &d.plan_path {
+        let (pf, _) = crate::tune::plan::PlanFile::load(&path.display().to_string())?;
+        let staged =
+            row_of(&d.summary, "seed-staged").and_then(|r| d.summary.num(&r, "makespan_s_mean"));
+        h += &recommendation(&pf, staged);
+    }
     h += "<h2>The tuned plan against the seed's plan and bulk</h2>\n";
     h += "<table><tr><th></th><th>success [95% CI]</th><th>peak CPU</th><th>disconnects</th><th>manual</th><th>makespan [95% CI]</th><th>blast radius (bad release)</th></tr>\n";
     if let (Some(p), Some(plan_path)) = (&d.plan, &d.plan_path) {
