@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,26 +14,10 @@ use stagger::live::aws::Signed;
 const AKID: &str = "AKIARECOGNISABLE7Q2X";
 const SECRET: &str = "secret-RECOGNISABLE-aws-5k8z";
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn ministack_bin() -> PathBuf {
     std::env::var("STAGGER_MINISTACK")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target/ministack-venv/bin/ministack"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn with_creds(c: &mut Command) -> &mut Command {

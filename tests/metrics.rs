@@ -5,28 +5,11 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "metrics-key";
 const TOKEN: &str = "metrics-token";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn prometheus_bin() -> PathBuf {
     std::env::var("STAGGER_PROMETHEUS")
@@ -35,7 +18,7 @@ fn prometheus_bin() -> PathBuf {
 }
 
 /// A Prometheus server on loopback scraping `target` every second.
-fn prometheus(dir: &Path, target: &str) -> (Killed, String) {
+fn prometheus(dir: &Path, target: &str) -> (Proc, String) {
     let bin = prometheus_bin();
     assert!(
         bin.exists(),
@@ -62,7 +45,7 @@ fn prometheus(dir: &Path, target: &str) -> (Killed, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let guard = Killed(child);
+    let guard = Proc(child);
     let t0 = Instant::now();
     while ureq::get(&format!("{url}/-/ready")).call().is_err() {
         assert!(
@@ -127,7 +110,7 @@ fn a_real_prometheus_scrapes_a_rehearsal_and_answers_promql() {
     .env("WIOTP_API_KEY", KEY)
     .env("WIOTP_API_TOKEN", TOKEN);
     let (emu, endpoint) = spawn_listening(&mut c, "the Watson double");
-    let _emu = Killed(emu);
+    let _emu = Proc(emu);
 
     let metrics_port = free_port();
     let target = format!("127.0.0.1:{metrics_port}");

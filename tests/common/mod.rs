@@ -4,6 +4,25 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A child process killed when the test lets go of it (servers, fleets, proxies).
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stagger"))
 }
