@@ -275,7 +275,7 @@ proptest! {
         luck in proptest::collection::vec(any::<u8>(), 16..64),
     ) {
         let r = drive(policy, n, &luck, false);
-        prop_assert!(r.engine.is_done(), "engine did not finish");
+        prop_assert!(r.engine.is_done(), "engine did not finish: counts {:?}, statuses {:?}, halted {:?}, released {}", r.engine.counts(), (0..n as u32).map(|g| r.engine.status(g)).collect::<Vec<_>>(), r.engine.halted(), r.engine.waves_released());
         prop_assert_eq!(r.starts_after_success, 0, "a gateway was started again after it succeeded");
         prop_assert!(r.engine.peak_in_flight() <= r.cap, "engine peak {} over cap {}", r.engine.peak_in_flight(), r.cap);
         let counts = r.engine.counts();

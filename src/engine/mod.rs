@@ -825,6 +825,12 @@ impl Engine {
                 );
                 if mode == policy::DeferMode::NextWave {
                     self.move_to_next_wave(g);
+                    // Leaving its wave can complete that wave and trip the rollback rule:
+                    // after a halt nothing is deferred for later.
+                    if self.halted.is_some() {
+                        self.set_status(g, Status::Skipped);
+                        return;
+                    }
                 }
                 let gw = &mut self.gws[g as usize];
                 gw.deferrals += 1;
