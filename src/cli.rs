@@ -57,7 +57,7 @@ pub enum Command {
     Plot(PlotArgs),
     /// Run a plan on a live fleet: a dry run unless --execute
     #[command(
-        after_help = "Examples:\n  stagger rollout --plan plan.toml --inventory fleet.csv --backend aws-iot-jobs \\n    --endpoint https://iot.eu-west-1.amazonaws.com --firmware-version 4.2.0 \\n    --firmware-uri https://fw.example/4.2.0.bin             # dry run: waves, prediction, rules\n  ... --json                                                  # the same review as JSON\n  ... --execute --metrics-addr 127.0.0.1:9464                 # for real, resumable"
+        after_help = "Examples:\n  stagger rollout --plan plan.toml --inventory fleet.csv --backend aws-iot-jobs \\\n    --endpoint https://iot.eu-west-1.amazonaws.com --firmware-version 4.2.0 \\\n    --firmware-uri https://fw.example/4.2.0.bin             # dry run: waves, prediction, rules\n  ... --json                                                  # the same review as JSON\n  ... --execute --metrics-addr 127.0.0.1:9464                 # for real, resumable"
     )]
     Rollout(RolloutArgs),
     /// Show a rollout's progress from its journal (also while it runs; takes no lock)
@@ -88,7 +88,7 @@ pub enum Command {
     },
     /// Device and platform emulators for rehearsals and tests (loopback only)
     #[command(
-        after_help = "Examples:\n  stagger emulate watson --inventory fleet.csv --scenario scenarios/seed-200.toml --speed 600\n  stagger emulate aws-fleet --endpoint http://127.0.0.1:4566 --inventory fleet.csv \\n    --create-things --scenario scenarios/seed-200.toml --speed 600 --publish-facts"
+        after_help = "Examples:\n  stagger emulate watson --inventory fleet.csv --scenario scenarios/seed-200.toml --speed 600\n  stagger emulate aws-fleet --endpoint http://127.0.0.1:4566 --inventory fleet.csv \\\n    --create-things --scenario scenarios/seed-200.toml --speed 600 --publish-facts"
     )]
     Emulate(EmulateArgs),
 }
