@@ -115,5 +115,28 @@ fn sweeps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, runs, network, queue, sweeps);
+/// What `--timeline` costs: a 100,000-gateway slice of fleet-1m with and without a timeline
+/// sampled every 60 virtual seconds. Target: at most 1.5× the run without it.
+fn timeline(c: &mut Criterion) {
+    let s = scenario::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/fleet-1m.toml"),
+        &["fleet.gateways=100000".into()],
+    )
+    .expect("fleet-1m loads");
+    let name = s.default_policy.clone();
+    let p = s.policy(&name).unwrap().clone();
+    let mut g = c.benchmark_group("timeline 100k");
+    g.sample_size(10);
+    for (label, every) in [("off", None), ("every 60 s", Some(Time::from_secs(60.0)))] {
+        let opts = Options {
+            timeline_every: every,
+        };
+        g.bench_function(label, |b| {
+            b.iter(|| black_box(simulate::run(&s, &name, &p, 1, &opts).summary.events))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, runs, network, queue, sweeps, timeline);
 criterion_main!(benches);

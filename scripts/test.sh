@@ -4,11 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-# Debian's packages: the report test renders HTML in headless Chromium, and the metrics
-# test has a real Prometheus server scrape a rehearsal.
+# Debian's packages: the report test renders HTML in headless Chromium, the metrics test has
+# a real Prometheus server scrape a rehearsal, and the Slurm test runs the sbatch example under
+# a real single-node Slurm (slurm-wlm's daemons and client, with munge) that it starts itself.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+[ -x /usr/sbin/slurmctld ] || missing+=(slurmctld)
+[ -x /usr/sbin/slurmd ] || missing+=(slurmd)
+command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
+[ -x /usr/sbin/munged ] || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} for the tests" >&2
   export DEBIAN_FRONTEND=noninteractive

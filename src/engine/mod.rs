@@ -289,6 +289,8 @@ pub struct Engine {
     counts: [u32; Status::COUNT],
     seed: u64,
     now: Time,
+    /// Gateways whose status changed since the last `take_changed`, when someone watches.
+    changed: Option<Vec<u32>>,
 }
 
 impl Engine {
@@ -343,6 +345,7 @@ impl Engine {
             next_eval,
             halted: None,
             health_failures: 0,
+            changed: None,
             deferred_by: [0; 6],
             finals: 0,
             counts,
@@ -357,6 +360,18 @@ impl Engine {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// From now on, remember which gateways change status (for incremental timelines).
+    pub fn watch_changes(&mut self) {
+        self.changed.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the gateways changed since the last call into `out` (possibly repeated).
+    pub fn take_changed(&mut self, out: &mut Vec<u32>) {
+        if let Some(changed) = &mut self.changed {
+            out.append(changed);
+        }
     }
 
     pub fn status(&self, gw: u32) -> Status {
@@ -460,6 +475,7 @@ impl Engine {
             };
             self.counts[status as usize] += 1;
             self.gws[g as usize].status = status;
+            self.note_changed(g);
         }
         for w in &mut self.waves {
             if w.finals < w.size {
@@ -609,6 +625,12 @@ impl Engine {
             )
     }
 
+    fn note_changed(&mut self, g: u32) {
+        if let Some(changed) = &mut self.changed {
+            changed.push(g);
+        }
+    }
+
     fn set_status(&mut self, g: u32, status: Status) {
         let gw = &mut self.gws[g as usize];
         let old = gw.status;
@@ -622,6 +644,9 @@ impl Engine {
         self.counts[old as usize] -= 1;
         self.counts[status as usize] += 1;
         gw.status = status;
+        if let Some(changed) = &mut self.changed {
+            changed.push(g);
+        }
         if status.is_final() && !old.is_final() {
             self.finals += 1;
             let w = gw.wave as usize;
@@ -792,6 +817,7 @@ impl Engine {
                     self.counts[status as usize] -= 1;
                     self.counts[Status::Succeeded as usize] += 1;
                     self.gws[g as usize].status = Status::Succeeded;
+                    self.note_changed(g);
                 } else {
                     self.set_status(g, Status::Succeeded);
                 }

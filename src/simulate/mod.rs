@@ -32,7 +32,7 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
     let mut engine = Engine::new(policy.clone(), &world.inventory(), seed);
     let mut timeline = opts
         .timeline_every
-        .map(|every| Timeline::new(&world, every));
+        .map(|every| Timeline::new(&mut world, &mut engine, every));
     let mut obs = Vec::new();
     let mut now = Time::ZERO;
     let mut wake: Option<Time> = None;
@@ -87,7 +87,7 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
                 let latency = world.service.latency_ms;
                 engine.handle(now, crate::engine::Observation::Latency { ms: latency });
                 if let Some(tl) = timeline.as_mut() {
-                    tl.maybe_sample(now, &world, &engine);
+                    tl.maybe_sample(now, &mut world, &mut engine);
                 }
             }
             other => {
@@ -102,7 +102,7 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
         .unwrap_or(now)
         .max(world.counters.last_activity.min(now));
     if let Some(tl) = timeline.as_mut() {
-        tl.sample(end, &world, &engine);
+        tl.sample(end, &mut world, &mut engine);
     }
     Outcome {
         summary: Summary::collect(name, seed, &world, &engine, end, truncated),

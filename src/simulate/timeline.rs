@@ -37,6 +37,12 @@ pub struct Timeline {
     pub rows: Vec<TimelineRow>,
     every: Time,
     next: Time,
+    /// Each gateway's state column as of the last sample, and the column totals. A sample
+    /// reclassifies only the gateways the world or the engine touched since: on a million
+    /// gateways a full scan per sample would cost more than the run itself.
+    class: Vec<u8>,
+    counts: [u32; STATES.len()],
+    touched: Vec<u32>,
 }
 
 fn classify(world: &World, engine: &Engine, g: u32) -> usize {
@@ -62,33 +68,61 @@ fn classify(world: &World, engine: &Engine, g: u32) -> usize {
     }
 }
 
+/// State totals by a full scan: the reference the incremental counts must match.
+fn full_counts(world: &World, engine: &Engine) -> [u32; STATES.len()] {
+    let mut counts = [0u32; STATES.len()];
+    for g in 0..world.gateways() as u32 {
+        counts[classify(world, engine, g)] += 1;
+    }
+    counts
+}
+
 impl Timeline {
-    pub fn new(world: &World, every: Time) -> Timeline {
+    /// Starts watching `world` and `engine` for changes.
+    pub fn new(world: &mut World, engine: &mut Engine, every: Time) -> Timeline {
+        world.watch_changes();
+        engine.watch_changes();
+        let class: Vec<u8> = (0..world.gateways() as u32)
+            .map(|g| classify(world, engine, g) as u8)
+            .collect();
         Timeline {
             regions: world.scenario.fleet.regions.clone(),
             rows: Vec::new(),
             every,
             next: Time::ZERO,
+            counts: full_counts(world, engine),
+            class,
+            touched: Vec::new(),
         }
     }
 
-    pub fn maybe_sample(&mut self, now: Time, world: &World, engine: &Engine) {
+    pub fn maybe_sample(&mut self, now: Time, world: &mut World, engine: &mut Engine) {
         if now >= self.next {
             self.sample(now, world, engine);
             self.next = now + self.every;
         }
     }
 
-    pub fn sample(&mut self, now: Time, world: &World, engine: &Engine) {
+    pub fn sample(&mut self, now: Time, world: &mut World, engine: &mut Engine) {
         if self.rows.last().is_some_and(|r| r.t_s >= now.secs()) {
             return;
         }
-        let mut states = [0u32; STATES.len()];
-        let mut offline = 0;
-        for g in 0..world.gateways() as u32 {
-            states[classify(world, engine, g)] += 1;
-            offline += u32::from(!world.is_online(g));
+        world.take_touched(&mut self.touched);
+        engine.take_changed(&mut self.touched);
+        for g in self.touched.drain(..) {
+            let old = &mut self.class[g as usize];
+            let new = classify(world, engine, g) as u8;
+            self.counts[*old as usize] -= 1;
+            self.counts[new as usize] += 1;
+            *old = new;
         }
+        let states = self.counts;
+        debug_assert_eq!(
+            states,
+            full_counts(world, engine),
+            "incremental timeline drifted"
+        );
+        let offline = world.offline();
         let (origin, uplinks, caches) = world.link_loads_mbps();
         self.rows.push(TimelineRow {
             t_s: now.secs(),
@@ -153,5 +187,36 @@ pub fn fmt(x: f64) -> String {
         "0".into()
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::{run, Options};
+
+    /// Every sample checks the incremental counts against a full scan (a debug assertion), so
+    /// this runs every policy of the shipped scenario, with faults, retries and rollbacks.
+    #[test]
+    fn incremental_state_counts_match_a_full_scan_in_every_policy() {
+        let sets = [
+            "fleet.gateways=120".to_string(),
+            "firmware.defect_rate=0.05".to_string(),
+        ];
+        let scenario = crate::scenario::load("scenarios/seed-200.toml", &sets).unwrap();
+        let opts = Options {
+            timeline_every: Some(Time::from_secs(30.0)),
+        };
+        for (name, policy) in &scenario.policies {
+            for seed in 1..=3 {
+                let tl = run(&scenario, name, policy, seed, &opts).timeline.unwrap();
+                assert!(tl.rows.len() > 10, "{name}: {} rows", tl.rows.len());
+                for r in &tl.rows {
+                    assert_eq!(r.states.iter().sum::<u32>(), 120, "{name} seed {seed}");
+                }
+                let last = tl.rows.last().unwrap();
+                assert_eq!(last.states[..5].iter().sum::<u32>(), 0, "{name}: all final");
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@ use super::*;
 
 impl World {
     pub(super) fn submit(&mut self, now: Time, g: u32, attempt: u32, obs: &mut Vec<Observation>) {
+        self.touch(g);
         self.counters.ops_started += 1;
         match self.service.admit(g, attempt) {
             Admission::Rejected => obs.push(Observation::Rejected { gw: g, attempt }),
@@ -32,6 +33,7 @@ impl World {
 
     /// The op holds a service slot from now: the command travels at the service's latency.
     fn activate(&mut self, now: Time, g: u32, attempt: u32) {
+        self.touch(g);
         let gw = &mut self.gws[g as usize];
         gw.op = Op::Active;
         gw.attempt = attempt;
@@ -50,6 +52,7 @@ impl World {
     }
 
     pub(super) fn cancel(&mut self, now: Time, g: u32, attempt: u32, obs: &mut Vec<Observation>) {
+        self.touch(g);
         let gw = &self.gws[g as usize];
         if gw.attempt != attempt {
             return;
@@ -83,6 +86,7 @@ impl World {
 
     /// Frees the op's slot and hands it to the next queued op.
     fn end_op(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {
+        self.touch(g);
         let gw = &mut self.gws[g as usize];
         if gw.op != Op::Active {
             return;
@@ -217,6 +221,7 @@ impl World {
             Event::Reconnect { gw } => self.on_reconnect(now, gw, obs),
             Event::RollbackDone { gw } => {
                 if self.gws[gw as usize].activity == Activity::RollingBack {
+                    self.touch(gw);
                     self.gws[gw as usize].truth = Truth::RolledBack;
                     self.set_activity(gw, Activity::None);
                     self.counters.last_activity = now;
@@ -408,6 +413,7 @@ impl World {
     }
 
     fn on_installed(&mut self, now: Time, g: u32, attempt: u32, _obs: &mut Vec<Observation>) {
+        self.touch(g);
         if self.gws[g as usize].activity != Activity::Installing
             || self.gws[g as usize].attempt != attempt
         {
@@ -501,6 +507,7 @@ impl World {
     }
 
     fn disconnect(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {
+        self.touch(g);
         let f = self.scenario.failures.clone();
         self.hazard.disconnect(g);
         let activity = self.gws[g as usize].activity;
@@ -561,6 +568,7 @@ impl World {
     }
 
     fn on_reconnect(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {
+        self.touch(g);
         let gw = &mut self.gws[g as usize];
         if gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
             return;

@@ -147,6 +147,8 @@ pub struct World {
     online: u32,
     /// Scratch for flows whose rate changed in a reshare.
     changed: Vec<u32>,
+    /// Gateways whose state may have changed since the last `take_touched`, when watched.
+    touched: Option<Vec<u32>>,
     pub counters: Counters,
     tick: Time,
     chunk_bits: f64,
@@ -205,6 +207,7 @@ impl World {
             busy_gateways: 0,
             online: n as u32,
             changed: Vec::new(),
+            touched: None,
             counters: Counters::default(),
             tick: Time::from_secs(scenario.service.tick_s),
             chunk_bits: scenario.firmware.chunk_mb * 8e6,
@@ -243,6 +246,29 @@ impl World {
 
     pub fn is_queued(&self, g: u32) -> bool {
         self.gws[g as usize].op == Op::Queued
+    }
+
+    /// From now on, remember which gateways may have changed state (for incremental timelines).
+    pub fn watch_changes(&mut self) {
+        self.touched.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the gateways touched since the last call into `out` (possibly repeated).
+    pub fn take_touched(&mut self, out: &mut Vec<u32>) {
+        if let Some(touched) = &mut self.touched {
+            out.append(touched);
+        }
+    }
+
+    fn touch(&mut self, g: u32) {
+        if let Some(touched) = &mut self.touched {
+            touched.push(g);
+        }
+    }
+
+    /// Gateways currently offline.
+    pub fn offline(&self) -> u32 {
+        self.gws.len() as u32 - self.online
     }
 
     pub fn is_online(&self, g: u32) -> bool {
@@ -293,6 +319,7 @@ impl World {
     }
 
     fn set_activity(&mut self, g: u32, a: Activity) {
+        self.touch(g);
         let gw = &mut self.gws[g as usize];
         let was_busy = gw.activity != Activity::None;
         gw.activity = a;
