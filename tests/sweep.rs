@@ -248,6 +248,38 @@ fn the_tuned_plan_holds_on_fresh_seeds_at_a_quarter_of_the_seed_plan_time() {
     );
     // tune leaves the plan's timelines for the charts.
     assert!(out.join("timelines/plan.csv").exists() && out.join("plan_cpu_band.csv").exists());
+    // Constraints no configuration meets: each is named with its closest configuration.
+    let never = d.path().join("never.toml");
+    let o = run(&[
+        "tune",
+        out.to_str().unwrap(),
+        "--min-success",
+        "0.9999",
+        "--max-cpu",
+        "5",
+        "--plan",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = |flag: &str| {
+        err.lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("no line for {flag}: {err}"))
+            .to_string()
+    };
+    for flag in ["--min-success", "--max-cpu"] {
+        assert!(line(flag).contains("met by none; closest "), "{err}");
+    }
+    for flag in ["--max-disconnect", "--max-blast"] {
+        assert!(line(flag).contains(" configurations"), "{err}");
+    }
+    assert!(
+        line("all together").contains("success_rate CI low")
+            && line("all together").contains("peak_mgmt_cpu_pct CI high"),
+        "{err}"
+    );
+    assert!(!never.exists(), "an infeasible tune writes no plan");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! (the CI bound on the unsafe side). It races the leading candidates with extra
 //! replications, then searches locally around the winner's numeric parameters.
 
+mod infeasible;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -293,19 +294,23 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
         }
     }
     let Some(winner) = best(&evaluated) else {
-        let closest: Vec<String> = leaders
+        // Every candidate the sweep ran, with the raced ones' sharper estimates.
+        let candidates: Vec<(String, &ConfigSummary)> = summaries
             .iter()
-            .take(3)
-            .map(|s| p.configs[s.config].label())
+            .filter(|s| !REFERENCES.contains(&p.configs[s.config].name.as_str()))
+            .map(|s| {
+                let label = p.configs[s.config].label();
+                let s = evaluated.get(&label).map_or(s, |e| &e.summary);
+                (label, s)
+            })
+            .chain(
+                evaluated
+                    .values()
+                    .filter(|e| e.config.id >= p.configs.len())
+                    .map(|e| (e.config.label(), &e.summary)),
+            )
             .collect();
-        return Err(Failure::Runtime(format!(
-            "no configuration meets the constraints conservatively (success CI low ≥ {}, CPU CI high ≤ {}, disconnects CI high ≤ {}, blast CI high ≤ {}). Closest by mean: {}. Relax a constraint or widen the grid.",
-            c.min_success,
-            c.max_cpu,
-            c.max_disconnect,
-            c.max_blast,
-            if closest.is_empty() { "none".into() } else { closest.join("; ") }
-        )));
+        return Err(Failure::Runtime(infeasible::explain(c, &candidates)));
     };
     let references = p
         .configs
