@@ -195,6 +195,25 @@ pub struct RolloutArgs {
     /// 127.0.0.1:9464) at /metrics, while it runs with --execute
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// How --execute logs state changes on stderr: timestamped text lines, or one JSON
+    /// object per line (with a line per gateway state change, and no progress bar)
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for crate::live::log::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => crate::live::log::LogFormat::Text,
+            LogFormatArg::Json => crate::live::log::LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

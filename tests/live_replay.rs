@@ -57,7 +57,7 @@ fn options() -> Options {
         time_scale: 1.0,
         poll: Time::from_secs(30.0),
         settle_ms: 60_000,
-        log: false,
+        log: stagger::live::log::Log::quiet(),
     }
 }
 

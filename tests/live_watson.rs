@@ -710,6 +710,8 @@ fn only_and_exclude_narrow_the_target_set() {
             "region=north",
             "--exclude",
             exclude.to_str().unwrap(),
+            "--log-format",
+            "json",
         ])
         .output()
         .unwrap();
@@ -720,6 +722,32 @@ fn only_and_exclude_narrow_the_target_set() {
         let want = u64::from(id == "gw-000" || id == "gw-008");
         assert_eq!(count(&s, "update_requests", &id), want, "{id}: {s}");
     }
+    // --log-format json: every stderr line is a timestamped JSON object, in time order, with
+    // a line per gateway state change.
+    let err = stderr(&o);
+    assert_no_secrets("the JSON log", &err);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let ts: Vec<&str> = lines.iter().map(|v| v["ts"].as_str().unwrap()).collect();
+    assert!(
+        ts.iter().all(|t| t.len() == 24 && t.ends_with('Z')),
+        "{ts:?}"
+    );
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+    let events = |kind: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|v| v["event"] == kind).collect()
+    };
+    assert_eq!(events("journal").len(), 1, "{err}");
+    assert!(!events("wave_released").is_empty(), "{err}");
+    let mut succeeded: Vec<&str> = events("gateway_succeeded")
+        .iter()
+        .map(|v| v["gateway"].as_str().unwrap())
+        .collect();
+    succeeded.sort();
+    assert_eq!(succeeded, ["gw-000", "gw-008"], "{err}");
+    assert_eq!(events("gateway_started").len(), 2, "{err}");
     // A filter that leaves nobody, or names an unknown key, is bad input.
     for only in ["region=nowhere", "colour=red"] {
         let o = rollout(&plan, &inv, &emu.endpoint, &journal, false)

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cli::{BackendKind, RolloutArgs};
+use crate::cli::{BackendKind, LogFormatArg, RolloutArgs};
 use crate::engine::Policy;
 use crate::error::Failure;
 use crate::live::clock::{Clock, WallClock};
@@ -12,6 +12,7 @@ use crate::live::executor::{Live, Options};
 use crate::live::http::Http;
 use crate::live::inventory::Inventory;
 use crate::live::journal::{self, Header, Journal, JournalError};
+use crate::live::log::Log;
 use crate::live::signals::{self, Signal};
 use crate::scenario::{self, InputError};
 use crate::time::Time;
@@ -260,7 +261,20 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
             JournalError::Input(i) => Failure::Input(i),
             other => Failure::Runtime(other.to_string()),
         })?;
-    eprintln!("rollout: journal {}", journal_path.display());
+    // JSON logs are for pipelines: no bar frames among them.
+    let bar = if args.log_format == LogFormatArg::Json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::progress::bar(inv.devices.len() as u64, "gateways final")
+    };
+    let mut log = Log::new(args.log_format.into());
+    log.above(&bar);
+    let journal_shown = journal_path.display().to_string();
+    log.event(
+        "journal",
+        &format!("journal {journal_shown}"),
+        &[("journal", journal_shown.as_str().into())],
+    );
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -272,7 +286,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         poll: Time::from_secs(args.poll_s),
         // Twice the client's timeout: a slow but accepted request has landed by then.
         settle_ms: (2.0 * Http::new(args.time_scale).timeout_s * 1000.0) as u64,
-        log: true,
+        log: log.clone(),
     };
     let clock = WallClock;
     let mut live = Live::new(
@@ -286,21 +300,34 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     );
     if let Some(addr) = metrics_addr {
         let bound = crate::live::metrics::serve(addr, live.metrics()).map_err(Failure::Runtime)?;
-        eprintln!("rollout: metrics on http://{bound}/metrics");
+        log.event(
+            "metrics",
+            &format!("metrics on http://{bound}/metrics"),
+            &[("addr", bound.to_string().into())],
+        );
     }
     let replayed = live.replay(&records)?;
     if replayed.records > 0 {
-        eprintln!(
-            "rollout: resumed from {}: replayed {} records, {} commands",
-            journal_path.display(),
-            replayed.records,
-            replayed.commands
+        log.event(
+            "resumed",
+            &format!(
+                "resumed from {journal_shown}: replayed {} records, {} commands",
+                replayed.records, replayed.commands
+            ),
+            &[
+                ("records", replayed.records.into()),
+                ("commands", replayed.commands.into()),
+            ],
         );
     }
     if let Some((kind, reason)) = &replayed.halted {
         match &args.override_halt {
             Some(k) if k == kind => {
-                eprintln!("rollout: overriding the halt ({reason}) as asked; the override is journaled");
+                log.event(
+                    "halt_overridden",
+                    &format!("overriding the halt ({reason}) as asked; the override is journaled"),
+                    &[("reason", k.as_str().into())],
+                );
                 live.override_halt(k)?;
             }
             Some(k) => {
@@ -310,11 +337,15 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
             }
             None => {
                 let in_flight = live.in_flight();
-                eprintln!(
-                    "rollout: this rollout halted earlier: {reason}. Nothing new will be issued; {} still in flight{}{}. To go on, re-run with --override-halt {kind}, or start a new journal.",
-                    in_flight.len(),
-                    if in_flight.is_empty() { "" } else { ": " },
-                    in_flight.join(", ")
+                log.event(
+                    "halted_earlier",
+                    &format!(
+                        "this rollout halted earlier: {reason}. Nothing new will be issued; {} still in flight{}{}. To go on, re-run with --override-halt {kind}, or start a new journal.",
+                        in_flight.len(),
+                        if in_flight.is_empty() { "" } else { ": " },
+                        in_flight.join(", ")
+                    ),
+                    &[("reason", kind.as_str().into())],
                 );
             }
         }
@@ -334,7 +365,6 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         journal_path.display(),
         if args.time_scale != 1.0 { format!(" --time-scale {}", args.time_scale) } else { String::new() }
     );
-    let bar = crate::progress::bar(inv.devices.len() as u64, "gateways final");
     let report = live.run(&stop, &bar).map_err(|e| match e {
         Failure::Runtime(m) => Failure::Runtime(format!("{m}. Resume with:\n  {resume}")),
         other => other,

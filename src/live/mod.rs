@@ -10,6 +10,7 @@ pub mod fake;
 pub mod http;
 pub mod inventory;
 pub mod journal;
+pub mod log;
 pub mod metrics;
 pub mod signals;
 pub mod status;

@@ -32,8 +32,8 @@ pub struct Options {
     /// Wall-clock wait before an ambiguous request is looked up on the platform: longer
     /// than the client's timeout, so that a slow but accepted request has landed.
     pub settle_ms: u64,
-    /// Print state changes on stderr.
-    pub log: bool,
+    /// Where state changes are logged.
+    pub log: crate::live::log::Log,
 }
 
 /// Consecutive refusals of the credentials after which the rollout stops (exit 1).
@@ -261,9 +261,11 @@ impl<'a> Live<'a> {
             return Ok(());
         };
         if crate::live::approvals::approved(self.journal.path(), stage) {
-            if self.opts.log {
-                eprintln!("rollout: stage `{stage}` approved; going on");
-            }
+            self.opts.log.event(
+                "approved",
+                &format!("stage `{stage}` approved; going on"),
+                &[("stage", stage.into())],
+            );
             let t = self.plan_now().millis();
             self.record(Record::obs(t, Obs::Approved { wave }))?;
         }

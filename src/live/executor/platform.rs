@@ -37,9 +37,9 @@ impl Live<'_> {
                 }
             }
             _ => {
-                if self.opts.log {
-                    eprintln!("rollout: will retry: {e}");
-                }
+                self.opts
+                    .log
+                    .event("backend_retry", &format!("will retry: {e}"), &[]);
             }
         }
         Ok(())
@@ -246,12 +246,14 @@ impl Live<'_> {
             })
             .collect();
         for (gw, attempt, phase, reference) in adoptable {
-            if self.opts.log {
-                eprintln!(
-                    "rollout: {} already has {} on the platform; taken as attempt {attempt}",
-                    self.inv.devices[gw as usize].id, reference
-                );
-            }
+            let id = &self.inv.devices[gw as usize].id;
+            self.opts.log.event(
+                "adopted",
+                &format!(
+                    "{id} already has {reference} on the platform; taken as attempt {attempt}"
+                ),
+                &[("gateway", id.as_str().into()), ("attempt", attempt.into())],
+            );
             self.record(Record::Adopt {
                 t,
                 gw,
@@ -345,9 +347,13 @@ impl Live<'_> {
             }
             // May have been created: it stays unconfirmed until it is looked up.
             Err(CallError::Ambiguous(m)) => {
-                if self.opts.log {
-                    eprintln!("rollout: no clear answer ({m}); will look the request up before anything else");
-                }
+                self.opts.log.event(
+                    "ambiguous",
+                    &format!(
+                        "no clear answer ({m}); will look the request up before anything else"
+                    ),
+                    &[],
+                );
                 Ok(())
             }
             Err(

@@ -65,6 +65,9 @@ impl Live<'_> {
                 self.now = self.now.max(Time(*t));
                 for o in o {
                     let obs = o.to_engine()?;
+                    if !self.replaying {
+                        self.log_outcome(o);
+                    }
                     self.observed(o);
                     self.engine.handle(self.now, obs);
                     self.drain()?;
@@ -190,6 +193,31 @@ impl Live<'_> {
         }
     }
 
+    /// A gateway's outcome, for JSON logs.
+    fn log_outcome(&self, o: &Obs) {
+        if !self.opts.log.is_json() {
+            return;
+        }
+        let id = |gw: &u32| self.inv.devices[*gw as usize].id.as_str();
+        match o {
+            Obs::Succeeded { gw } => self.opts.log.gateway(
+                "gateway_succeeded",
+                &format!("{}: succeeded", id(gw)),
+                &[("gateway", id(gw).into())],
+            ),
+            Obs::Failed { gw, attempt, cause } => self.opts.log.gateway(
+                "gateway_failed",
+                &format!("{}: attempt {attempt} failed: {cause}", id(gw)),
+                &[
+                    ("gateway", id(gw).into()),
+                    ("attempt", (*attempt).into()),
+                    ("cause", cause.as_str().into()),
+                ],
+            ),
+            _ => {}
+        }
+    }
+
     /// The driver's side of an observation (the engine gets it right after).
     pub(super) fn observed(&mut self, o: &Obs) {
         match o {
@@ -244,6 +272,14 @@ impl Live<'_> {
                 if let Ok(mut m) = self.metrics.lock() {
                     m.attempt();
                 }
+                if !self.replaying {
+                    let id = self.inv.devices[gw as usize].id.as_str();
+                    self.opts.log.gateway(
+                        "gateway_started",
+                        &format!("{id}: attempt {attempt} started"),
+                        &[("gateway", id.into()), ("attempt", attempt.into())],
+                    );
+                }
                 if let Some(old) = self.ops.remove(&gw) {
                     self.retire(gw, old);
                 }
@@ -279,24 +315,43 @@ impl Live<'_> {
                 if let Ok(mut m) = self.metrics.lock() {
                     m.wave_released(wave);
                 }
-                if self.opts.log && !self.replaying {
-                    eprintln!(
-                        "rollout: wave {} released{}: {size} gateways",
-                        wave + 1,
-                        stage.map(|s| format!(" ({s})")).unwrap_or_default()
+                if !self.replaying {
+                    self.opts.log.event(
+                        "wave_released",
+                        &format!(
+                            "wave {} released{}: {size} gateways",
+                            wave + 1,
+                            stage
+                                .as_ref()
+                                .map(|s| format!(" ({s})"))
+                                .unwrap_or_default()
+                        ),
+                        &[
+                            ("wave", (wave + 1).into()),
+                            ("stage", stage.into()),
+                            ("size", size.into()),
+                        ],
                     );
                 }
             }
             Command::Halt { reason } => {
-                if self.opts.log && !self.replaying {
-                    eprintln!("rollout: HALT: {reason}");
+                if !self.replaying {
+                    self.opts.log.event(
+                        "halted",
+                        &format!("HALT: {reason}"),
+                        &[("reason", journal::halt_kind(&reason).into())],
+                    );
                 }
             }
             Command::Paused { stage, .. } => {
-                if self.opts.log && !self.replaying {
-                    eprintln!(
-                        "rollout: PAUSED after stage `{stage}`: approve with `stagger approve --journal {}`",
-                        self.journal.path().display()
+                if !self.replaying {
+                    self.opts.log.event(
+                        "paused",
+                        &format!(
+                            "PAUSED after stage `{stage}`: approve with `stagger approve --journal {}`",
+                            self.journal.path().display()
+                        ),
+                        &[("stage", stage.into())],
                     );
                 }
             }
