@@ -437,8 +437,10 @@ pub struct CalibrateArgs {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Scenario file (TOML), e.g. scenarios/seed-200.toml
-    pub scenario: PathBuf,
+    /// Scenario file (TOML), e.g. scenarios/seed-200.toml; with --plan, defaults to the
+    /// scenario embedded in the plan
+    #[arg(required_unless_present = "plan")]
+    pub scenario: Option<PathBuf>,
     /// Policy name from the scenario's [policies] (default: meta.default_policy)
     #[arg(long, conflicts_with = "plan")]
     pub policy: Option<String>,

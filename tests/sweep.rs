@@ -352,3 +352,92 @@ retry = { max_attempts = 3 }
         );
     }
 }
+
+#[test]
+fn a_plan_works_alone_from_any_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let (elsewhere, moved) = (d.path().join("elsewhere"), d.path().join("moved"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&moved).unwrap();
+    // A sweep given a relative scenario path, then tuned from a directory where that path
+    // means nothing: the manifest's copy of the scenario is used.
+    let sweep_dir = d.path().join("sweep");
+    let o = bin()
+        .current_dir(root())
+        .args(["sweep", "scenarios/seed-200.toml", "--replications", "2"])
+        .args(["--out", sweep_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = moved.join("plan.toml");
+    let o = bin()
+        .current_dir(&elsewhere)
+        .args([
+            "tune",
+            sweep_dir.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tune from elsewhere: {}", stderr(&o));
+    // The plan alone (no scenario beside it), from yet another directory, replays exactly
+    // as it does on the scenario file.
+    let alone = bin()
+        .current_dir(&elsewhere)
+        .args([
+            "simulate",
+            "--plan",
+            "../moved/plan.toml",
+            "--json",
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    let with_file = run(&[
+        "simulate",
+        &seed_scenario(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--json",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(stdout(&alone), stdout(&with_file));
+    // The rollout's dry run predicts from the embedded scenario too.
+    let inv = write(&elsewhere, "inv.csv", "device_id\ngw-1\ngw-2\ngw-3\n");
+    let o = rollout_command(
+        "aws-iot-jobs",
+        Path::new("../moved/plan.toml"),
+        Path::new(&inv),
+        "http://127.0.0.1:1",
+        &elsewhere.join("j.jsonl"),
+        false,
+    )
+    .current_dir(&elsewhere)
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("predict"), "{}", stdout(&o));
+    // An edited embedded scenario no longer matches the plan's fingerprint: refused.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let at = text.find("[embedded_scenario.firmware]").unwrap();
+    let size = at + text[at..].find("size_mb = ").unwrap();
+    let edited = format!("{}size_mb = 999\n#{}", &text[..size], &text[size..]);
+    assert_ne!(text, edited);
+    let edited_plan = write(&moved, "edited.toml", &edited);
+    let o = rollout_command(
+        "aws-iot-jobs",
+        Path::new(&edited_plan),
+        Path::new(&inv),
+        "http://127.0.0.1:1",
+        &elsewhere.join("j2.jsonl"),
+        false,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fingerprint"), "{}", stderr(&o));
+}

@@ -8,7 +8,6 @@ use crate::cli::RolloutArgs;
 use crate::engine::{Engine, Policy, Release};
 use crate::live::inventory::Inventory;
 use crate::live::signals::{self, Signal};
-use crate::scenario;
 use crate::simulate::{self, Options as SimOptions};
 use crate::stats::{mean_ci95, wilson95};
 use crate::time::Time;
@@ -213,9 +212,9 @@ pub fn review(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Invent
 
 /// The plan simulated on the scenario it was tuned on, at this fleet size.
 fn predict(plan: &PlanFile, policy: &Policy, n: usize) -> Result<Prediction, String> {
-    let mut sets = plan.scenario.sets.clone();
-    sets.push(format!("fleet.gateways={n}"));
-    let s = scenario::load(&plan.scenario.path, &sets).map_err(|e| e.to_string())?;
+    let s = plan
+        .scenario(&[format!("fleet.gateways={n}")])
+        .map_err(|e| e.to_string())?;
     let runs: Vec<_> = (1..=SEEDS)
         .map(|seed| simulate::run(&s, "plan", policy, seed, &SimOptions::default()).summary)
         .collect();

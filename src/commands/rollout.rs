@@ -14,23 +14,12 @@ use crate::live::inventory::Inventory;
 use crate::live::journal::{self, Header, Journal, JournalError};
 use crate::live::log::Log;
 use crate::live::signals::{self, Signal};
-use crate::scenario::{self, InputError};
+use crate::scenario::InputError;
 use crate::time::Time;
 use crate::tune::plan::PlanFile;
 
 fn check_plan_scenario(plan: &PlanFile) -> Result<(), Failure> {
-    let s = scenario::load(&plan.scenario.path, &plan.scenario.sets).map_err(|e| {
-        InputError::new(format!(
-            "the plan's scenario cannot be loaded (paths in a plan are relative to the plan file): {e}"
-        ))
-    })?;
-    if s.fingerprint != plan.scenario.fingerprint {
-        return Err(InputError::new(format!(
-            "the plan was tuned on another version of scenario {} (fingerprint {}, now {}); sweep and tune again",
-            plan.scenario.path, plan.scenario.fingerprint, s.fingerprint
-        ))
-        .into());
-    }
+    plan.tuned_scenario()?;
     Ok(())
 }
 

@@ -7,8 +7,19 @@ use crate::simulate::{self, Options};
 use crate::time::Time;
 
 pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
-    let path = args.scenario.display().to_string();
-    let scenario = scenario::load(&path, &args.sets)?;
+    let plan = match &args.plan {
+        Some(p) => Some(crate::tune::plan::PlanFile::load(&p.display().to_string())?),
+        None => None,
+    };
+    let (path, scenario) = match (&args.scenario, &plan) {
+        (Some(p), _) => {
+            let path = p.display().to_string();
+            let s = scenario::load(&path, &args.sets)?;
+            (path, s)
+        }
+        (None, Some((plan, _))) => (plan.scenario.path.clone(), plan.scenario(&args.sets)?),
+        (None, None) => return Err(Failure::input("give a SCENARIO file, or --plan")),
+    };
     if !(args.sample_every > 0.0 && args.sample_every <= 60.0) {
         return Err(InputError::new(format!(
             "--sample-every must be in (0, 60] seconds (got {})",
@@ -16,10 +27,8 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         ))
         .into());
     }
-    let (name, policy) = match &args.plan {
-        Some(plan_path) => {
-            let (plan, policy) =
-                crate::tune::plan::PlanFile::load(&plan_path.display().to_string())?;
+    let (name, policy) = match plan {
+        Some((plan, policy)) => {
             if plan.scenario.fingerprint != scenario.fingerprint {
                 eprintln!(
                     "note: the plan was tuned on scenario {} ({}); this scenario differs ({}), by its file or by --set",

@@ -40,11 +40,10 @@ pub fn run(args: &TuneArgs) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     super::write_file(&args.plan, toml.as_bytes())?;
     // The plan's timelines, so that `plot` can draw it without re-simulating.
-    let p = crate::sweep::prepare(&t.plan.scenario.path, &t.plan.scenario.sets, None, None)?;
     let m = crate::sweep::output::Manifest::read(&args.sweep_dir)?;
     let spec = m.spec();
     let tls = representatives::timelines(
-        &p.good,
+        &t.scenario,
         "plan",
         &t.winner.config.policy,
         &spec,

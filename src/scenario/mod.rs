@@ -164,7 +164,7 @@ pub fn from_text(text: &str, path: &str, sets: &[String]) -> Result<Scenario, In
             .and_then(|v| v.as_str())
             .unwrap_or("a plan");
         return Err(InputError::new(format!(
-            "this is a plan written by `stagger tune` ({plan_name}), not a scenario: pass it with --plan (e.g. `stagger simulate SCENARIO --plan {path}`)"
+            "this is a plan written by `stagger tune` ({plan_name}), not a scenario: pass it with --plan (e.g. `stagger simulate --plan {path}`)"
         ))
         .in_file(path));
     }

@@ -19,6 +19,8 @@ use run::{Record, Shard, Spec};
 /// A sweep ready to run: the scenario with a good and a bad release, and its configurations.
 pub struct Prepared {
     pub path: String,
+    /// The scenario file's text as read (before --set), embedded in manifests and plans.
+    pub text: String,
     pub sets: Vec<String>,
     pub good: Scenario,
     pub bad: Scenario,
@@ -32,7 +34,20 @@ pub fn prepare(
     replications: Option<u32>,
     seed: Option<u64>,
 ) -> Result<Prepared, InputError> {
-    let good = scenario::load(path, sets)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::new(format!("cannot read scenario: {e}")).in_file(path))?;
+    prepare_text(path, text, sets, replications, seed)
+}
+
+/// `prepare` on a scenario's text; `path` names it in errors and in the manifest.
+pub fn prepare_text(
+    path: &str,
+    text: String,
+    sets: &[String],
+    replications: Option<u32>,
+    seed: Option<u64>,
+) -> Result<Prepared, InputError> {
+    let good = scenario::from_text(&text, path, sets)?;
     let sweep = good.sweep.clone().unwrap_or_default();
     let spec = Spec {
         replications: replications.unwrap_or(sweep.replications.unwrap_or(10) as u32),
@@ -44,6 +59,7 @@ pub fn prepare(
     let configs = config::configs(&good).map_err(|e| e.in_file(path))?;
     Ok(Prepared {
         path: path.into(),
+        text,
         sets: sets.to_vec(),
         good,
         bad,
@@ -56,6 +72,7 @@ impl Prepared {
     pub fn manifest(&self) -> Manifest {
         Manifest::new(
             &self.path,
+            &self.text,
             &self.good,
             &self.sets,
             &self.configs,
@@ -225,6 +242,36 @@ fn write_representatives(
     write(dir, "representatives.csv", bytes())
 }
 
+/// The sweep a manifest describes, prepared again: from the scenario file when it is where
+/// the sweep read it (and unchanged), else from the copy the manifest embeds, so that merge
+/// and tune work from any directory.
+pub fn prepare_swept(m: &Manifest) -> Result<Prepared, InputError> {
+    let text = match (std::fs::read_to_string(&m.scenario_path), &m.scenario_toml) {
+        (Ok(text), _) => text,
+        (Err(_), Some(embedded)) => embedded.clone(),
+        (Err(e), None) => {
+            return Err(InputError::new(format!(
+                "cannot read scenario ({e}), and this sweep's manifest embeds no copy: run from the directory the sweep ran in"
+            ))
+            .in_file(&m.scenario_path))
+        }
+    };
+    let p = prepare_text(
+        &m.scenario_path,
+        text,
+        &m.sets,
+        Some(m.replications),
+        Some(m.base_seed),
+    )?;
+    if p.good.fingerprint != m.scenario_fingerprint || p.spec.defect_rate != m.defect_rate {
+        return Err(InputError::new(format!(
+            "the scenario {} changed since the sweep ran (fingerprint {} vs {}); sweep again",
+            m.scenario_path, p.good.fingerprint, m.scenario_fingerprint
+        )));
+    }
+    Ok(p)
+}
+
 /// Merges shard directories into complete outputs, checking that they belong together.
 pub fn merge(dirs: &[std::path::PathBuf], out: &Path, threads: usize) -> Result<(), Failure> {
     let mut manifests = Vec::new();
@@ -248,19 +295,7 @@ pub fn merge(dirs: &[std::path::PathBuf], out: &Path, threads: usize) -> Result<
             .into());
         }
     }
-    let p = prepare(
-        &first.scenario_path,
-        &first.sets,
-        Some(first.replications),
-        Some(first.base_seed),
-    )?;
-    if p.good.fingerprint != first.scenario_fingerprint || p.spec.defect_rate != first.defect_rate {
-        return Err(InputError::new(format!(
-            "the scenario {} changed since the sweep ran (fingerprint {} vs {})",
-            first.scenario_path, p.good.fingerprint, first.scenario_fingerprint
-        ))
-        .into());
-    }
+    let p = prepare_swept(&first)?;
     // A k-way merge of the shards' runs (each already in index order), streamed.
     let total = first.runs_total;
     let reps = first.replications;

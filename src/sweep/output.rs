@@ -275,11 +275,15 @@ pub struct Manifest {
     pub runs_total: u64,
     pub shard: Option<(u64, u64)>,
     pub configs: Vec<ManifestConfig>,
+    /// The scenario file's text (before `sets`), so the sweep can be tuned from anywhere.
+    #[serde(default)]
+    pub scenario_toml: Option<String>,
 }
 
 impl Manifest {
     pub fn new(
         path: &str,
+        text: &str,
         s: &crate::scenario::Scenario,
         sets: &[String],
         configs: &[Config],
@@ -308,6 +312,7 @@ impl Manifest {
                     label: c.label(),
                 })
                 .collect(),
+            scenario_toml: Some(text.into()),
         }
     }
 

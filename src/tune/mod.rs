@@ -20,7 +20,7 @@ use crate::sweep::config::{Config, REFERENCES};
 use crate::sweep::output::{Manifest, RunsReader};
 use crate::sweep::representatives::Constraints;
 use crate::sweep::run::{metric_index, seed_for, values};
-use crate::sweep::{prepare, Prepared};
+use crate::sweep::{prepare_swept, Prepared};
 use plan::{PlanConstraints, PlanFile, PlanRuns, PlanScenario, Predicted};
 
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct Evaluated {
 
 pub struct Tuned {
     pub plan: PlanFile,
+    /// The swept scenario (with the sweep's sets).
+    pub scenario: crate::scenario::Scenario,
     pub winner: Evaluated,
     pub references: Vec<(String, ConfigSummary)>,
     pub sweep_runs: u64,
@@ -153,19 +155,7 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
         ))
         .into());
     }
-    let p = prepare(
-        &m.scenario_path,
-        &m.sets,
-        Some(m.replications),
-        Some(m.base_seed),
-    )?;
-    if p.good.fingerprint != m.scenario_fingerprint {
-        return Err(InputError::new(format!(
-            "{} changed since the sweep ran (fingerprint {} vs {}); sweep again",
-            m.scenario_path, p.good.fingerprint, m.scenario_fingerprint
-        ))
-        .into());
-    }
+    let p = prepare_swept(&m)?;
     // Pass 1 over runs.csv: the summaries, streamed (memory flat in the number of runs).
     let runs_path = dir.join("runs.csv");
     let mut agg = crate::sweep::aggregate::Aggregator::new(p.configs.len());
@@ -350,9 +340,11 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
             refinement: refinement_runs,
         },
         policy: winner.config.raw.clone(),
+        embedded_scenario: toml::from_str(&p.text).ok(),
     };
     Ok(Tuned {
         plan,
+        scenario: p.good.clone(),
         winner,
         references,
         sweep_runs: m.runs_total,

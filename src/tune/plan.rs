@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Policy;
 use crate::scenario::raw::RawPolicy;
-use crate::scenario::{locate, validate, InputError};
+use crate::scenario::{locate, validate, InputError, Scenario};
 
 pub const FORMAT: u32 = 1;
 
@@ -22,6 +22,11 @@ pub struct PlanFile {
     pub predicted: Predicted,
     pub runs: PlanRuns,
     pub policy: RawPolicy,
+    /// The scenario itself (its file as swept, before `scenario.sets`), last in the file, so
+    /// the plan is self-contained: `simulate --plan` and `rollout` need nothing else. Plans
+    /// without it read `scenario.path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_scenario: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +79,7 @@ impl PlanFile {
     pub fn to_toml(&self) -> Result<String, String> {
         let body = toml::to_string(self).map_err(|e| e.to_string())?;
         Ok(format!(
-            "# A rollout plan written by `stagger tune`. Replay it with\n#   stagger simulate SCENARIO --plan THIS_FILE --seed N\n# and run it with `stagger rollout --plan THIS_FILE ...` (a dry run unless --execute).\n# The scenario path below is relative to this file.\n\n{body}"
+            "# A rollout plan written by `stagger tune`. Replay it with\n#   stagger simulate --plan THIS_FILE --seed N\n# and run it with `stagger rollout --plan THIS_FILE ...` (a dry run unless --execute).\n# The scenario it was tuned on is embedded at the end ([embedded_scenario]), so this file\n# works alone, from any directory; [scenario] records where that scenario came from.\n\n{body}"
         ))
     }
 
@@ -107,6 +112,38 @@ impl PlanFile {
         let mut plan = plan;
         plan.scenario.path = resolve_beside(path, &plan.scenario.path);
         Ok((plan, policy))
+    }
+
+    /// The plan's scenario with `extra` sets after the plan's own: the embedded copy, or
+    /// the file at `path` for plans that have none.
+    pub fn scenario(&self, extra: &[String]) -> Result<Scenario, InputError> {
+        let mut sets = self.scenario.sets.clone();
+        sets.extend_from_slice(extra);
+        match &self.embedded_scenario {
+            Some(doc) => {
+                let text = toml::to_string(doc)
+                    .map_err(|e| InputError::new(format!("the plan's embedded scenario: {e}")))?;
+                let name = format!("{} (embedded in the plan)", self.scenario.path);
+                crate::scenario::from_text(&text, &name, &sets)
+            }
+            None => crate::scenario::load(&self.scenario.path, &sets),
+        }
+    }
+
+    /// The scenario the plan was tuned on, checked against the plan's fingerprint.
+    pub fn tuned_scenario(&self) -> Result<Scenario, InputError> {
+        let s = self.scenario(&[]).map_err(|e| {
+            InputError::new(format!(
+                "the plan's scenario cannot be loaded (paths in a plan are relative to the plan file): {e}"
+            ))
+        })?;
+        if s.fingerprint != self.scenario.fingerprint {
+            return Err(InputError::new(format!(
+                "the plan was tuned on another version of scenario {} (fingerprint {}, now {}); sweep and tune again",
+                self.scenario.path, self.scenario.fingerprint, s.fingerprint
+            )));
+        }
+        Ok(s)
     }
 
     /// The plan as written to `plan_path`: its scenario path relative to the plan's folder,
