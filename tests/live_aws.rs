@@ -53,6 +53,11 @@ impl Aws {
     fn assert_all_verified(&self) {
         let s = self.sigv4_stats();
         assert_eq!(s["rejected"], 0, "requests failed SigV4 verification: {s}");
+        assert_eq!(
+            s["invalid"],
+            serde_json::json!([]),
+            "CreateJob bodies botocore's model rejects: {s}"
+        );
         assert!(s["verified"].as_u64().unwrap() > 0, "{s}");
     }
 }
@@ -757,4 +762,84 @@ fn ministack_preflight_finds_a_missing_thing_through_the_verifier() {
     assert!(out.contains("1 of 4 not on the platform: gw-003"), "{out}");
     assert!(out.contains("FAILED firmware URI"), "{out}");
     aws.assert_all_verified();
+}
+
+/// The tuned plan with maintenance windows: north and east 01:00–05:00 at UTC+1, south and
+/// west 02:00–05:00 at UTC−5, and a lead of a whole day so that nothing waits for real time.
+fn windowed_plan(dir: &Path, regions: &str) -> PathBuf {
+    let plan = tuned_plan(dir);
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text += &format!(
+        "\n[policy.maintenance]\nlead_h = 24.0\n\n[[policy.maintenance.windows]]\nregions = {regions}\nstart = \"01:00\"\nutc_offset_h = 1.0\nduration_h = 4.0\n\n[[policy.maintenance.windows]]\nregions = [\"south\", \"west\"]\nstart = \"02:00\"\nutc_offset_h = -5.0\nduration_h = 3.0\n"
+    );
+    let p = dir.join(format!("windowed-{}.toml", regions.len()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn ministack_maintenance_windows_ride_on_each_job_as_aws_models_them() {
+    let d = tempfile::tempdir().unwrap();
+    let aws = ministack();
+    let inv = inventory(d.path(), 8);
+    let plan = windowed_plan(d.path(), "[\"north\", \"east\"]");
+    // The dry run shows the windows, in UTC.
+    let o = rollout(
+        &plan,
+        &inv,
+        &aws.endpoint,
+        &d.path().join("dry.jsonl"),
+        false,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("maintenance window north, east: 00:00–04:00 UTC"),
+        "{out}"
+    );
+    assert!(
+        out.contains("maintenance window south, west: 07:00–10:00 UTC"),
+        "{out}"
+    );
+    // A window for a region the inventory does not have protects nobody: refused.
+    let mars = windowed_plan(d.path(), "[\"mars\"]");
+    let o = rollout(&mars, &inv, &aws.endpoint, &d.path().join("m.jsonl"), false)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`mars`"), "{}", stderr(&o));
+    // Executed: each job carries its things' windows, and no job mixes window groups.
+    let _fleet = fleet(&aws.upstream, &inv, "");
+    let o = rollout(&plan, &inv, &aws.endpoint, &d.path().join("j.jsonl"), true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    aws.assert_all_verified();
+    let jobs = aws.sigv4_stats()["scheduling"].as_array().unwrap().clone();
+    assert!(!jobs.is_empty());
+    let region = |thing: &str| {
+        let i: usize = thing.trim_start_matches("gw-").parse().unwrap();
+        ["north", "south", "east", "west"][i % 4]
+    };
+    for job in &jobs {
+        let things: Vec<&str> = job["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let windows = &job["schedulingConfig"]["maintenanceWindows"];
+        let want = if things.iter().all(|t| matches!(region(t), "north" | "east")) {
+            serde_json::json!([{ "startTime": "cron(0 0 * * ? *)", "durationInMinutes": 240 }])
+        } else {
+            assert!(
+                things.iter().all(|t| matches!(region(t), "south" | "west")),
+                "a job mixes window groups: {job}"
+            );
+            serde_json::json!([{ "startTime": "cron(0 7 * * ? *)", "durationInMinutes": 180 }])
+        };
+        assert_eq!(windows, &want, "{job}");
+    }
 }

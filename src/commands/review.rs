@@ -45,6 +45,8 @@ pub struct Review {
     pub queue_timeout_s: Option<f64>,
     /// Stages after which the rollout waits for `stagger approve`.
     pub pause_after: Vec<String>,
+    /// Maintenance windows, as `regions: HH:MM–HH:MM UTC` lines.
+    pub maintenance_windows: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -207,6 +209,24 @@ pub fn review(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Invent
         can_cancel: provided.contains(&Signal::Cancel),
         queue_timeout_s: policy.queue_timeout.map(Time::secs),
         pause_after: policy.pause_after.clone(),
+        maintenance_windows: policy
+            .maintenance
+            .iter()
+            .flat_map(|m| m.windows.iter())
+            .map(|w| {
+                let hm = |ms: u64| format!("{:02}:{:02}", ms / 3_600_000 % 24, ms / 60_000 % 60);
+                format!(
+                    "{}: {}–{} UTC",
+                    if w.regions.is_empty() {
+                        "all regions".into()
+                    } else {
+                        w.regions.join(", ")
+                    },
+                    hm(w.open_ms),
+                    hm(w.open_ms + w.duration_ms)
+                )
+            })
+            .collect(),
     }
 }
 
@@ -347,6 +367,9 @@ pub fn print(r: &Review, args: &RolloutArgs) {
     }
     for stage in &r.pause_after {
         println!("  approval gate after stage `{stage}`: the rollout waits for `stagger approve --journal J` (the prediction leaves that wait out)");
+    }
+    for w in &r.maintenance_windows {
+        println!("  maintenance window {w}: installs start only inside it (on AWS, the job's schedulingConfig carries it too)");
     }
     if r.queue_timeout_s.is_none() {
         println!("  note: no queue_timeout_s in the plan: an offline device's queued operation is waited for as long as the platform keeps it");

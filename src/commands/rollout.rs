@@ -216,6 +216,14 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         &args.inventory.display().to_string(),
         args.backend == BackendKind::WatsonIot,
     )?;
+    if let Some(m) = &policy.maintenance {
+        if let Some(r) = m.unknown_regions(&inv.regions).first() {
+            return Err(Failure::input(format!(
+                "the plan's maintenance windows name region `{r}`, which the inventory does not have (it has: {}); fix the plan or the inventory's region column",
+                inv.regions.join(", ")
+            )));
+        }
+    }
     let inv = if args.only.is_empty() && args.exclude.is_none() {
         inv
     } else {

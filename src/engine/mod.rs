@@ -4,6 +4,7 @@
 //! touches I/O or spawns threads: all time and all facts are inputs.
 
 pub mod backoff;
+pub mod maintenance;
 pub mod policy;
 pub mod waves;
 pub mod window;
@@ -289,6 +290,10 @@ pub struct Engine {
     counts: [u32; Status::COUNT],
     seed: u64,
     now: Time,
+    /// Each region's maintenance windows (UTC, daily), if the policy has any.
+    maintenance: Option<(maintenance::RegionWindows, u64, Time)>,
+    /// Ready gateways held back until their region's window is near: (when, gateway).
+    held: BinaryHeap<Reverse<(Time, u32)>>,
     /// Gateways whose status changed since the last `take_changed`, when someone watches.
     changed: Option<Vec<u32>>,
 }
@@ -321,6 +326,10 @@ impl Engine {
         let mut counts = [0; Status::COUNT];
         counts[Status::Waiting as usize] = inventory.len() as u32;
         let window = policy.adaptive.clone().map(Window::new);
+        let maintenance = policy
+            .maintenance
+            .as_ref()
+            .map(|m| (m.by_region(), m.epoch_ms_of_day, m.lead));
         let next_eval = window.as_ref().map_or(Time::NEVER, |w| w.interval());
         Engine {
             waves: plan
@@ -346,6 +355,8 @@ impl Engine {
             halted: None,
             health_failures: 0,
             changed: None,
+            maintenance,
+            held: BinaryHeap::new(),
             deferred_by: [0; 6],
             finals: 0,
             counts,
@@ -503,7 +514,8 @@ impl Engine {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let release = self.next_release_time();
         let eval = self.window.as_ref().map(|_| self.next_eval);
-        [timer, release, eval].into_iter().flatten().min()
+        let held = self.held.peek().map(|Reverse((t, _))| *t);
+        [timer, release, eval, held].into_iter().flatten().min()
     }
 
     /// Advances the engine's clock: fires due timers, releases waves, starts work.
@@ -535,6 +547,17 @@ impl Engine {
                 }
                 _ => {}
             }
+        }
+        let mut due = Vec::new();
+        while let Some(&Reverse((t, g))) = self.held.peek() {
+            if t > self.now {
+                break;
+            }
+            self.held.pop();
+            due.push(g);
+        }
+        for g in due.into_iter().rev() {
+            self.ready.push_front(g);
         }
         if let Some(w) = self.window.as_mut() {
             while self.next_eval <= self.now {
@@ -596,12 +619,13 @@ impl Engine {
     /// The device began its operation: from now on only the operation timeout applies.
     fn mark_begun(&mut self, g: u32) {
         let op_timeout = self.policy.op_timeout;
-        let gw = &mut self.gws[g as usize];
-        if !gw.queued {
+        if !self.gws[g as usize].queued {
             return;
         }
+        let open = self.install_open_at(g, self.gws[g as usize].started_at);
+        let gw = &mut self.gws[g as usize];
         gw.queued = false;
-        let wake = op_timeout.map_or(Time::NEVER, |t| gw.started_at + t);
+        let wake = op_timeout.map_or(Time::NEVER, |t| open + t);
         if wake != gw.wake {
             gw.wake = wake;
             if wake != Time::NEVER {
@@ -921,20 +945,50 @@ impl Engine {
         self.after_wave_progress(w);
     }
 
+    /// When gateway `g` may install at or after `t`: its region's next window, or `t`.
+    fn install_open_at(&self, g: u32, t: Time) -> Time {
+        match &self.maintenance {
+            Some((by_region, epoch, _)) => {
+                let r = self.inventory[g as usize].region as usize;
+                by_region
+                    .get(r)
+                    .map_or(t, |w| maintenance::next_open(w, *epoch, t))
+            }
+            None => t,
+        }
+    }
+
+    /// Whether a gateway may start installing now (its region's window is open). Drivers
+    /// whose platform takes the install as a separate request ask this before sending it.
+    pub fn may_install(&self, gw: u32, now: Time) -> bool {
+        self.install_open_at(gw, now) <= now
+    }
+
+    /// When a ready gateway may be started: at most the lead before its window opens.
+    fn start_allowed_at(&self, g: u32) -> Time {
+        let lead = self.maintenance.as_ref().map_or(Time::ZERO, |m| m.2);
+        self.install_open_at(g, self.now) - lead
+    }
+
     fn start(&mut self, g: u32) {
         self.busy += 1;
         self.peak_busy = self.peak_busy.max(self.busy);
+        // The operation's timeout runs from when it may install: waiting for the window is
+        // not a stall.
+        let open = self.install_open_at(g, self.now);
         let gw = &mut self.gws[g as usize];
         gw.attempts += 1;
         let attempt = u32::from(gw.attempts);
         gw.started_at = self.now;
         gw.queued = self.policy.queue_timeout.is_some();
         let first = match (self.policy.queue_timeout, self.policy.op_timeout) {
-            (Some(q), Some(o)) => Some(q.min(o)),
-            (q, o) => q.or(o),
+            (Some(q), Some(o)) => Some((self.now + q).min(open + o)),
+            (Some(q), None) => Some(self.now + q),
+            (None, Some(o)) => Some(open + o),
+            (None, None) => None,
         };
         if let Some(t) = first {
-            gw.wake = self.now + t;
+            gw.wake = t;
             self.timers.push(Reverse((gw.wake, g)));
         } else {
             gw.wake = Time::NEVER;
@@ -953,6 +1007,11 @@ impl Engine {
                 break;
             };
             if self.gws[g as usize].status != Status::Ready {
+                continue;
+            }
+            let at = self.start_allowed_at(g);
+            if at > self.now {
+                self.held.push(Reverse((at, g)));
                 continue;
             }
             if self.policy.prechecks.is_some() {

@@ -168,6 +168,8 @@ pub struct Policy {
     /// Halt after this many post-update health-check failures.
     pub defect_halt_after: Option<u32>,
     pub adaptive: Option<Adaptive>,
+    /// Daily windows in which installs may start, per region.
+    pub maintenance: Option<super::maintenance::Maintenance>,
 }
 
 impl Policy {
@@ -199,6 +201,7 @@ impl Policy {
             rollback_below: None,
             defect_halt_after: None,
             adaptive: None,
+            maintenance: None,
         }
     }
 }

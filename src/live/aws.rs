@@ -149,6 +149,7 @@ pub struct AwsJobs {
     arns: BTreeMap<String, String>,
     abort_pct: Option<f64>,
     timeout_min: u64,
+    maintenance: Option<crate::engine::maintenance::Maintenance>,
 }
 
 /// AWS's limit on thing targets per job.
@@ -210,7 +211,31 @@ impl AwsJobs {
                 .map(|b| (((1.0 - b) * 100.0).clamp(1.0, 100.0) * 100.0).round() / 100.0),
             // AWS accepts 1 to 10,080 minutes.
             timeout_min: (timeout_min.ceil() as u64).clamp(1, 10_080),
+            maintenance: policy.maintenance.clone(),
         })
+    }
+
+    /// The job's `schedulingConfig.maintenanceWindows` for a region (defence in depth: AWS
+    /// itself rolls the job out only inside them). None when the region is unrestricted,
+    /// or when a window is AWS's maximum of 1,430 minutes or longer (open all day anyway).
+    pub fn maintenance_windows(&self, region: &str) -> Option<Value> {
+        let m = self.maintenance.as_ref()?;
+        let mut out = Vec::new();
+        for w in &m.windows {
+            if !w.regions.is_empty() && !w.regions.iter().any(|r| r == region) {
+                continue;
+            }
+            let minutes = w.duration_ms.div_ceil(60_000);
+            if minutes >= 1430 {
+                return None;
+            }
+            let (h, min) = (w.open_ms / 3_600_000, (w.open_ms / 60_000) % 60);
+            out.push(json!({
+                "startTime": format!("cron({min} {h} * * ? *)"),
+                "durationInMinutes": minutes.max(1),
+            }));
+        }
+        (!out.is_empty()).then_some(Value::Array(out))
     }
 
     pub fn job_id(&self, intent: &str) -> String {
@@ -268,8 +293,11 @@ impl Backend for AwsJobs {
         MAX_TARGETS
     }
 
-    fn batch_key(&self, _device: &Device) -> String {
-        String::new()
+    /// Devices share a job when they share maintenance windows.
+    fn batch_key(&self, device: &Device) -> String {
+        self.maintenance_windows(&device.region)
+            .map(|w| w.to_string())
+            .unwrap_or_default()
     }
 
     /// Pre-check facts from classic shadows, health from failed executions' status details,
@@ -296,6 +324,12 @@ impl Backend for AwsJobs {
             "targetSelection": "SNAPSHOT",
             "timeoutConfig": { "inProgressTimeoutInMinutes": self.timeout_min },
         });
+        if let Some(w) = devices
+            .first()
+            .and_then(|d| self.maintenance_windows(&d.region))
+        {
+            body["schedulingConfig"] = json!({ "maintenanceWindows": w });
+        }
         if let Some(pct) = self.abort_pct {
             // Judge the job once a quarter of it has run, not only when all of it has.
             let min_executed = devices.len().div_ceil(4).max(1);

@@ -17,14 +17,24 @@ pub fn grid_base(
     Ok(table)
 }
 
-/// The `[policies.NAME]` table of the merged document (empty if absent).
+/// The `[policies.NAME]` table of the merged document (empty if absent), with the scenario's
+/// `[maintenance]` windows when the policy has none of its own.
 pub fn policy_table(document: &toml::Table, name: &str) -> toml::Table {
-    document
+    let mut table = document
         .get("policies")
         .and_then(|p| p.get(name))
         .and_then(|p| p.as_table())
         .cloned()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Some(m) = document.get("maintenance").and_then(|m| m.as_table()) {
+        if !table.contains_key("maintenance") {
+            let mut m = m.clone();
+            // The simulated start time is the scenario's, not the policy's.
+            m.remove("start_utc");
+            table.insert("maintenance".into(), toml::Value::Table(m));
+        }
+    }
+    table
 }
 
 /// Sets dotted `param` (e.g. `gate.fraction`) in a copy of `base` and re-reads it as a policy.

@@ -29,6 +29,9 @@ pub struct Scenario {
     pub service: Service,
     pub failures: Failures,
     pub policies: BTreeMap<String, Policy>,
+    /// The fleet's maintenance windows, bound to its regions and the simulated start time:
+    /// simulated gateways hold installs until their window.
+    pub maintenance: Option<crate::engine::maintenance::Maintenance>,
     pub raw_policies: BTreeMap<String, raw::RawPolicy>,
     pub default_policy: String,
     pub sweep: Option<raw::RawSweep>,

@@ -25,6 +25,37 @@ pub struct RawScenario {
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
     pub sweep: Option<RawSweep>,
+    /// Maintenance windows: every policy without its own `maintenance` takes these, and the
+    /// simulated gateways hold installs until their window.
+    pub maintenance: Option<RawMaintenance>,
+}
+
+/// Daily maintenance windows per region, in which installs may start.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// Simulation only (scenario level): the UTC time of day, `HH:MM`, at which a simulated
+    /// rollout starts. Live rollouts start at the wall clock's time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_utc: Option<String>,
+    /// Hours before a window opens that a gateway may start downloading (default 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_h: Option<f64>,
+    pub windows: Vec<RawWindow>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Region names it covers; absent or empty: every region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// Local opening time, `HH:MM`.
+    pub start: String,
+    /// The region's offset from UTC in hours (e.g. 1, -5, 5.5).
+    #[serde(default)]
+    pub utc_offset_h: f64,
+    pub duration_h: f64,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -176,6 +207,9 @@ pub struct RawPolicy {
     pub defect_halt: Option<RawDefectHalt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<RawAdaptive>,
+    /// Daily windows in which installs may start (default: the scenario's `[maintenance]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<RawMaintenance>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, JsonSchema)]

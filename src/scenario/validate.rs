@@ -82,8 +82,40 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
             ),
         ));
     }
+    let maintenance_cfg = match &raw.maintenance {
+        Some(m) => {
+            let mut cfg = maintenance(m, "maintenance")?;
+            cfg.epoch_ms_of_day = match &m.start_utc {
+                Some(s) => clock_ms(s, "maintenance.start_utc")?,
+                None => 0,
+            };
+            cfg.region_names = fleet.regions.clone();
+            if let Some(r) = cfg.unknown_regions(&fleet.regions).first() {
+                return Err(InputError::at_key(
+                    "maintenance.windows",
+                    format!(
+                        "names region `{r}`, which the fleet does not have ({})",
+                        fleet.regions.join(", ")
+                    ),
+                ));
+            }
+            Some(cfg)
+        }
+        None => None,
+    };
+    let mut raw_policies = raw.policies.clone();
+    if let Some(m) = &raw.maintenance {
+        for p in raw_policies.values_mut() {
+            if p.maintenance.is_none() {
+                p.maintenance = Some(crate::scenario::raw::RawMaintenance {
+                    start_utc: None,
+                    ..m.clone()
+                });
+            }
+        }
+    }
     let mut policies = BTreeMap::new();
-    for (name, p) in &raw.policies {
+    for (name, p) in &raw_policies {
         policies.insert(
             name.clone(),
             policy(p, &format!("policies.{name}"), fleet.gateways)?,
@@ -106,7 +138,7 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
         None => policies.keys().next().cloned().unwrap_or_default(),
     };
     if let Some(sweep) = &raw.sweep {
-        validate_sweep(sweep, &document, &raw.policies, fleet.gateways)?;
+        validate_sweep(sweep, &document, &raw_policies, fleet.gateways)?;
     }
     let fingerprint = fingerprint(&document);
     Ok(Scenario {
@@ -120,7 +152,8 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
         service,
         failures,
         policies,
-        raw_policies: raw.policies,
+        raw_policies,
+        maintenance: maintenance_cfg,
         default_policy,
         sweep: raw.sweep,
         document,
@@ -759,7 +792,74 @@ pub fn policy(p: &RawPolicy, at: &str, gateways: u32) -> R<Policy> {
         }
         out.pause_after = names.clone();
     }
+    if let Some(m) = &p.maintenance {
+        if m.start_utc.is_some() {
+            return Err(InputError::at_key(
+                &k("maintenance.start_utc"),
+                "a simulated start time belongs in the scenario's [maintenance], not in a policy",
+            ));
+        }
+        out.maintenance = Some(maintenance(m, &k("maintenance"))?);
+    }
     Ok(out)
+}
+
+/// `HH:MM` as milliseconds after midnight.
+fn clock_ms(s: &str, at: &str) -> R<u64> {
+    let bad = || {
+        InputError::at_key(
+            at,
+            format!("`{s}` is not a time of day HH:MM (00:00 to 23:59)"),
+        )
+    };
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u64, u64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 || s.len() != 5 {
+        return Err(bad());
+    }
+    Ok((h * 60 + m) * 60_000)
+}
+
+/// Validates maintenance windows (region names are checked against a fleet where one is known).
+pub fn maintenance(
+    m: &crate::scenario::raw::RawMaintenance,
+    at: &str,
+) -> R<crate::engine::maintenance::Maintenance> {
+    use crate::engine::maintenance::{DailyWindow, Maintenance};
+    const DAY: i64 = 24 * 3600 * 1000;
+    if m.windows.is_empty() {
+        return Err(InputError::at_key(
+            &format!("{at}.windows"),
+            "needs at least one window (drop [maintenance] to allow installs at any time)",
+        ));
+    }
+    let lead = num(m.lead_h, 2.0, &format!("{at}.lead_h"), 0.0, 24.0)?;
+    let mut windows = Vec::new();
+    for (i, w) in m.windows.iter().enumerate() {
+        let k = |s: &str| format!("{at}.windows.{i}.{s}");
+        let local = clock_ms(&w.start, &k("start"))? as i64;
+        let offset = num(Some(w.utc_offset_h), 0.0, &k("utc_offset_h"), -12.0, 14.0)?;
+        let duration = num(Some(w.duration_h), 0.0, &k("duration_h"), 0.0, 24.0)?;
+        if duration <= 0.0 {
+            return Err(InputError::at_key(
+                &k("duration_h"),
+                "must be more than 0 hours",
+            ));
+        }
+        // Local = UTC + offset, so UTC = local − offset, wrapped into the day.
+        let open = (local - (offset * 3_600_000.0).round() as i64).rem_euclid(DAY) as u64;
+        windows.push(DailyWindow {
+            regions: w.regions.clone(),
+            open_ms: open,
+            duration_ms: (duration * 3_600_000.0).round() as u64,
+        });
+    }
+    Ok(Maintenance {
+        windows,
+        lead: Time::from_secs(lead * 3600.0),
+        epoch_ms_of_day: 0,
+        region_names: Vec::new(),
+    })
 }
 
 fn validate_sweep(

@@ -29,7 +29,16 @@ pub struct Outcome {
 /// Runs `policy` named `name` on `scenario` with `seed`.
 pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &Options) -> Outcome {
     let mut world = World::new(scenario, seed);
-    let mut engine = Engine::new(policy.clone(), &world.inventory(), seed);
+    let mut policy = policy.clone();
+    if let Some(m) = policy.maintenance.as_mut() {
+        // The simulated fleet's regions and start time of day.
+        m.region_names = scenario.fleet.regions.clone();
+        m.epoch_ms_of_day = scenario
+            .maintenance
+            .as_ref()
+            .map_or(0, |s| s.epoch_ms_of_day);
+    }
+    let mut engine = Engine::new(policy, &world.inventory(), seed);
     let mut timeline = opts
         .timeline_every
         .map(|every| Timeline::new(&mut world, &mut engine, every));

@@ -56,6 +56,8 @@ fn classify(world: &World, engine: &Engine, g: u32) -> usize {
         Activity::Downloading | Activity::ChunkPause | Activity::WaitingCache => return 3,
         Activity::Installing | Activity::RollingBack => return 4,
         Activity::Dispatching => return 2,
+        // Downloaded, waiting for its maintenance window.
+        Activity::AwaitingWindow => return 1,
         Activity::None => {}
     }
     if world.is_queued(g) {

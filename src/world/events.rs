@@ -188,9 +188,23 @@ impl World {
                     obs.push(Observation::Succeeded { gw });
                 }
             }
+            Event::WindowOpen { gw, attempt } => {
+                let g = &self.gws[gw as usize];
+                if g.attempt == attempt && g.activity == Activity::AwaitingWindow {
+                    self.begin_install(now, gw, attempt, obs);
+                }
+            }
             Event::OpTimeout { gw, attempt } => {
                 let g = &self.gws[gw as usize];
-                if g.attempt == attempt && g.op == Op::Active {
+                if g.attempt == attempt
+                    && g.op == Op::Active
+                    && g.activity == Activity::AwaitingWindow
+                {
+                    // Waiting for the window is not a stall: the clock restarts when it opens.
+                    let at = self.install_window_at(gw, now)
+                        + Time::from_secs(self.scenario.service.op_timeout_s);
+                    self.queue.push(at, Event::OpTimeout { gw, attempt });
+                } else if g.attempt == attempt && g.op == Op::Active {
                     self.counters.timeouts += 1;
                     if g.activity != Activity::Installing {
                         self.abort_download(now, gw);
@@ -395,6 +409,30 @@ impl World {
             attempt,
             phase: Phase::Downloaded,
         });
+        let open = self.install_window_at(g, now);
+        if open > now {
+            // The agent keeps the image and installs when its window opens.
+            self.set_activity(g, Activity::AwaitingWindow);
+            self.queue.push(open, Event::WindowOpen { gw: g, attempt });
+            return;
+        }
+        self.begin_install(now, g, attempt, obs);
+    }
+
+    /// When gateway `g` may start installing at or after `t`: its region's next window.
+    fn install_window_at(&self, g: u32, t: Time) -> Time {
+        match &self.install_windows {
+            Some((by_region, epoch)) => {
+                let region = self.gws[g as usize].profile.region as usize;
+                by_region
+                    .get(region)
+                    .map_or(t, |w| crate::engine::maintenance::next_open(w, *epoch, t))
+            }
+            None => t,
+        }
+    }
+
+    fn begin_install(&mut self, now: Time, g: u32, attempt: u32, obs: &mut Vec<Observation>) {
         obs.push(Observation::Progress {
             gw: g,
             attempt,
@@ -535,7 +573,8 @@ impl World {
             Activity::Downloading
             | Activity::ChunkPause
             | Activity::WaitingCache
-            | Activity::Dispatching => {
+            | Activity::Dispatching
+            | Activity::AwaitingWindow => {
                 self.abort_download(now, g);
                 self.set_activity(g, Activity::None);
             }

@@ -43,6 +43,8 @@ pub enum Activity {
     ChunkPause,
     Installing,
     RollingBack,
+    /// Downloaded, holding the install until its region's maintenance window opens.
+    AwaitingWindow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,11 @@ pub enum Event {
         region: u16,
     },
     InstallDone {
+        gw: u32,
+        attempt: u32,
+    },
+    /// A gateway holding its install for the maintenance window: the window has opened.
+    WindowOpen {
         gw: u32,
         attempt: u32,
     },
@@ -147,6 +154,8 @@ pub struct World {
     online: u32,
     /// Scratch for flows whose rate changed in a reshare.
     changed: Vec<u32>,
+    /// Each region's maintenance windows and the UTC time of day at t = 0, if any.
+    install_windows: Option<(crate::engine::maintenance::RegionWindows, u64)>,
     /// Gateways whose state may have changed since the last `take_touched`, when watched.
     touched: Option<Vec<u32>>,
     pub counters: Counters,
@@ -208,6 +217,10 @@ impl World {
             online: n as u32,
             changed: Vec::new(),
             touched: None,
+            install_windows: scenario
+                .maintenance
+                .as_ref()
+                .map(|m| (m.by_region(), m.epoch_ms_of_day)),
             counters: Counters::default(),
             tick: Time::from_secs(scenario.service.tick_s),
             chunk_bits: scenario.firmware.chunk_mb * 8e6,

@@ -4,7 +4,10 @@ verify, as AWS would, to a loopback upstream (MiniStack, which checks no signatu
 
 A request is refused (403, as AWS answers) when its Authorization header is missing or
 malformed, when it signs a header it does not send, or when botocore computes another
-signature over what was actually received.
+signature over what was actually received. A CreateJob request (PUT /jobs/ID) is also
+checked against botocore's model of the IoT API, AWS's own description of the request
+(types, required members, lengths and ranges), and refused (400) when it does not fit; the
+scheduling configurations of the jobs it let through are listed in the stats.
 
 Usage: python sigv4_proxy.py UPSTREAM_URL   (credentials from AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY; prints "listening on http://127.0.0.1:PORT", serves until killed)
@@ -22,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.session import get_session
+from botocore.validate import ParamValidator
 
 AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<akid>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
@@ -34,8 +39,32 @@ CREDS = Credentials(
     os.environ["AWS_SECRET_ACCESS_KEY"],
     os.environ.get("AWS_SESSION_TOKEN") or None,
 )
-STATS = {"verified": 0, "rejected": 0, "reasons": {}}
+STATS = {"verified": 0, "rejected": 0, "reasons": {}, "invalid": [], "scheduling": []}
 LOCK = threading.Lock()
+CREATE_JOB = get_session().get_service_model("iot").operation_model("CreateJob").input_shape
+JOB_PATH = re.compile(r"^/jobs/(?P<id>[^/?]+)$")
+
+
+def invalid_create_job(method, path, body):
+    """None unless this is a CreateJob request that botocore's model rejects, then why."""
+    m = JOB_PATH.match(urllib.parse.urlsplit(path).path)
+    if method != "PUT" or not m:
+        return None
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError as e:
+        return f"body is not JSON: {e}"
+    params["jobId"] = urllib.parse.unquote(m["id"])
+    report = ParamValidator().validate(params, CREATE_JOB)
+    if report.has_errors():
+        return report.generate_report()
+    with LOCK:
+        STATS["scheduling"].append({
+            "jobId": params["jobId"],
+            "targets": [t.rsplit("/", 1)[-1] for t in params.get("targets", [])],
+            "schedulingConfig": params.get("schedulingConfig"),
+        })
+    return None
 
 
 def verify(method, path, headers, body):
@@ -99,6 +128,14 @@ class Handler(BaseHTTPRequestHandler):
             payload = json.dumps({"__type": "InvalidSignatureException", "message": why}).encode()
             self.reply(403, payload, {"content-type": "application/json",
                                       "x-amzn-ErrorType": "InvalidSignatureException"})
+            return
+        invalid = invalid_create_job(self.command, self.path, body)
+        if invalid:
+            with LOCK:
+                STATS["invalid"].append(invalid)
+            payload = json.dumps({"__type": "InvalidRequestException", "message": invalid}).encode()
+            self.reply(400, payload, {"content-type": "application/json",
+                                      "x-amzn-ErrorType": "InvalidRequestException"})
             return
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         forward = {k: v for k, v in self.headers.items()

@@ -167,6 +167,13 @@ impl<'a> Live<'a> {
         clock: &'a dyn Clock,
         opts: Options,
     ) -> Live<'a> {
+        let mut policy = policy;
+        if let Some(m) = policy.maintenance.as_mut() {
+            // Windows are UTC times of day; plan time zero is the journaled first start, so
+            // a replay places every window where the first run did.
+            m.region_names = inv.regions.clone();
+            m.epoch_ms_of_day = header.started_unix_ms % (24 * 3600 * 1000);
+        }
         let engine = Engine::new(policy, &inv.infos(), header.seed);
         let index = inv
             .devices

@@ -269,12 +269,18 @@ impl Live<'_> {
             .flat_map(|u| u.gws.iter().copied())
             .collect();
         let mut groups: BTreeMap<(usize, String), Vec<(u32, u32)>> = BTreeMap::new();
+        let now = self.plan_now();
         for (g, op) in &self.ops {
             // One running attempt per gateway: wait for an earlier one to end.
             if op.sending != Sending::Pending
                 || self.zombies.contains_key(g)
                 || unresolved.contains(g)
             {
+                continue;
+            }
+            // A later phase is the install request of a two-request platform (Watson's
+            // update after its download): it waits for the gateway's maintenance window.
+            if op.phase > 0 && !self.engine.may_install(*g, now) {
                 continue;
             }
             let key = self.backend.batch_key(&self.inv.devices[*g as usize]);
