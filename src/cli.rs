@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "stagger",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STAGGER_REVISION"), ")"),
     about = "Simulate, tune and run staged firmware rollouts for fleets of edge gateways",
     long_about = "Simulate, tune and run staged firmware rollouts for fleets of edge gateways.\n\n\
 A deterministic discrete-event simulator models the fleet (links, regional caches, chunked \

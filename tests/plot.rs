@@ -5,12 +5,14 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-const SWEEP_CHARTS: [&str; 8] = [
+const SWEEP_CHARTS: [&str; 10] = [
     "cpu_over_time",
+    "peak_cpu_vs_batch_size",
+    "blast_vs_batch_size",
     "success_vs_batch_size",
     "makespan_vs_batch_size",
-    "makespan_vs_delay",
-    "makespan_vs_gate",
+    "delay_tradeoff",
+    "overlap_tradeoff",
     "states_over_time",
     "bandwidth_over_time",
     "pareto",
@@ -212,6 +214,44 @@ fn the_report_renders_in_headless_chromium() {
     assert!(
         para.contains("Run plan") && para.contains("The constraint that binds is the"),
         "{para}"
+    );
+    // The charts made for the seed's questions are on the page, each an SVG with its
+    // constraint drawn where it has one.
+    for (stem, limit) in [
+        ("peak_cpu_vs_batch_size", Some("--max-cpu 50")),
+        ("blast_vs_batch_size", Some("--max-blast 10")),
+        ("delay_tradeoff", Some("--max-cpu 50")),
+        ("overlap_tradeoff", Some("--max-blast 10")),
+        ("pareto", None),
+    ] {
+        let at = dom
+            .find(&format!("<figure id=\"{stem}\">"))
+            .unwrap_or_else(|| panic!("no {stem} figure"));
+        let fig = &dom[at..at + dom[at..].find("</figure>").unwrap()];
+        assert!(fig.contains("<svg"), "{stem} has no SVG");
+        if let Some(limit) = limit {
+            assert!(fig.contains(limit), "{stem} does not show {limit}");
+        }
+    }
+    let pareto = &dom[dom.find("<figure id=\"pareto\">").unwrap()..];
+    assert!(pareto.contains("step: best success within a makespan"));
+    // The regenerate line is the real command, dated, with the revision.
+    let regen = &dom[dom.find("id=\"regenerate\"").expect("a regenerate section")..];
+    let date = &regen[regen.find("Made ").expect("a date") + 5..][..20];
+    assert!(
+        date.as_bytes()[..4].iter().all(u8::is_ascii_digit) && date.ends_with('Z'),
+        "not an RFC 3339 date: {date}"
+    );
+    let d_str = d.path().to_str().unwrap();
+    assert!(
+        regen.contains(&format!(
+            "stagger sweep {} --replications 6 --seed",
+            seed_scenario()
+        )) && regen.contains(&format!(
+            "stagger tune {d_str} --plan {d_str}/plan.toml --min-success 0.97"
+        )) && regen.contains("revision "),
+        "{}",
+        &regen[..regen.len().min(800)]
     );
 }
 

@@ -194,16 +194,18 @@ pub fn size_param(family: &str) -> &'static str {
     }
 }
 
-/// Runs of each family pooled by the value of `param` (good release): family → [(x, values)].
+/// Runs of each family pooled by the value of `param` (`release`: good or bad):
+/// family → [(x, values)].
 pub fn pooled(
     d: &SweepData,
     param_of: &dyn Fn(&str) -> Option<&'static str>,
     metric: &str,
+    release: &str,
 ) -> BTreeMap<String, Vec<(f64, Vec<f64>)>> {
     let t = &d.runs;
     let mut out: BTreeMap<String, BTreeMap<u64, (f64, Vec<f64>)>> = BTreeMap::new();
     for r in &t.rows {
-        if t.get(r, "release") != Some("good") {
+        if t.get(r, "release") != Some(release) {
             continue;
         }
         let (Some(fam), Some(v)) = (t.get(r, "family"), t.num(r, metric)) else {
@@ -230,22 +232,65 @@ pub fn pooled(
         .collect()
 }
 
+/// A metric against a parameter: what to draw and how to label it.
+pub struct MetricChart<'a> {
+    pub title: String,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub series: BTreeMap<String, Vec<(f64, Vec<f64>)>>,
+    /// Multiplies values for display (e.g. 100 for rates in %, 1/3600 for seconds in hours).
+    pub scale: f64,
+    pub y_floor: Option<f64>,
+    /// A constraint drawn as a dashed line, with its legend text.
+    pub limit: Option<(f64, String)>,
+}
+
 /// 2 and 3. A metric against a parameter, per family, with 95% CI error bars.
-#[allow(clippy::too_many_arguments)]
-pub fn metric_vs_param<DB: DrawingBackend>(
+pub fn metric_vs_param<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, spec: &MetricChart) -> R
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    draw_metric(&root, spec, title_font())?;
+    root.present()?;
+    Ok(())
+}
+
+/// A trade-off: one parameter against several metrics, side by side (what it buys and what
+/// it costs).
+pub fn tradeoff<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &BTreeMap<String, Vec<(f64, Vec<f64>)>>,
-    scale: f64,
-    y_floor: Option<f64>,
+    panels: &[MetricChart],
 ) -> R
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let est: BTreeMap<&String, Vec<(f64, crate::stats::Estimate)>> = series
+    let root = root.titled(title, title_font())?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, spec) in areas.iter().zip(panels) {
+        draw_metric(
+            area,
+            spec,
+            (FONT, 19).into_font().style(FontStyle::Bold).into(),
+        )?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn draw_metric<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    spec: &MetricChart,
+    title_style: TextStyle,
+) -> R
+where
+    DB::ErrorType: 'static,
+{
+    let scale = spec.scale;
+    let est: BTreeMap<&String, Vec<(f64, crate::stats::Estimate)>> = spec
+        .series
         .iter()
         .map(|(f, pts)| {
             (
@@ -261,6 +306,7 @@ where
         .values()
         .flatten()
         .flat_map(|(_, e)| [e.lo * scale, e.hi * scale])
+        .chain(spec.limit.as_ref().map(|(l, _)| *l))
         .filter(|y| y.is_finite())
         .collect();
     if xs.is_empty() {
@@ -276,25 +322,25 @@ where
         ys.iter().copied().fold(f64::INFINITY, f64::min),
         ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     );
-    if let Some(f) = y_floor {
+    if let Some(f) = spec.y_floor {
         y0 = y0.min(f);
     }
     let ypad = ((y1 - y0) * 0.1).max(0.05);
     y1 += ypad;
-    y0 = match y_floor {
+    y0 = match spec.y_floor {
         Some(f) => (y0 - ypad).max(f),
         None => y0 - ypad,
     };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, title_font())
+    let mut chart = ChartBuilder::on(root)
+        .caption(&spec.title, title_style)
         .margin(18)
         .x_label_area_size(55)
         .y_label_area_size(80)
         .build_cartesian_2d((x0 - pad)..(x1 + pad), y0..y1)?;
     chart
         .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
+        .x_desc(spec.x_desc)
+        .y_desc(spec.y_desc)
         .label_style(label_font())
         .axis_desc_style(label_font())
         .x_label_formatter(&|x| {
@@ -305,7 +351,17 @@ where
             }
         })
         .draw()?;
-
+    if let Some((level, text)) = &spec.limit {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x0 - pad, *level), (x1 + pad, *level)],
+                8,
+                6,
+                style::color(1).stroke_width(2),
+            ))?
+            .label(text.as_str())
+            .legend(legend_line(style::color(1)));
+    }
     let n = est.len().max(1) as f64;
     for (i, (fam, pts)) in est.iter().enumerate() {
         let c = family_color(fam);
@@ -334,7 +390,6 @@ where
         )?;
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)?;
-    root.present()?;
     Ok(())
 }
 
@@ -422,6 +477,8 @@ fn log_hours(h: &f64) -> String {
 /// A point of the Pareto chart.
 pub struct ParetoPoint {
     pub family: String,
+    /// A short name of the configuration (family and swept values).
+    pub label: String,
     pub makespan_h: f64,
     pub success: f64,
     pub cpu: f64,
@@ -471,23 +528,54 @@ where
         .x_label_formatter(&log_hours)
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
-    for p in pts.iter().filter(|p| p.family == "bulk") {
+    for p in pts.iter().filter(|p| p.family == "bulk" && !p.front) {
         chart.draw_series(std::iter::once(Text::new(
             "bulk",
             (p.makespan_h * 1.06, p.success * 100.0 + 0.6),
             label_font(),
         )))?;
     }
-    let mut front: Vec<(f64, f64)> = pts
-        .iter()
-        .filter(|p| p.front)
-        .map(|p| (p.makespan_h, p.success * 100.0))
-        .collect();
-    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut front: Vec<&ParetoPoint> = pts.iter().filter(|p| p.front).collect();
+    front.sort_by(|a, b| a.makespan_h.total_cmp(&b.makespan_h));
+    // A step: the best success reachable within a makespan holds until a slower plan buys more.
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for p in &front {
+        if let Some(&(_, prev)) = steps.last() {
+            steps.push((p.makespan_h, prev));
+        }
+        steps.push((p.makespan_h, p.success * 100.0));
+    }
+    if let Some(&(_, last)) = steps.last() {
+        steps.push((x1 * 1.25, last));
+    }
     chart
-        .draw_series(LineSeries::new(front, BLACK.stroke_width(2)))?
-        .label("Pareto front")
+        .draw_series(LineSeries::new(steps, BLACK.stroke_width(2)))?
+        .label("Pareto front (step: best success within a makespan)")
         .legend(legend_line(BLACK));
+    // Front points are labelled where they stand apart (at least 12% in makespan from the
+    // last label), on three staggered rows, so that labels do not print over each other.
+    let span = (y0 - 0.03).max(0.0) * 100.0;
+    let row = (100.5 - span) / 30.0;
+    let mut last: Option<f64> = None;
+    let mut k = 0;
+    for p in &front {
+        if last.is_some_and(|l| p.makespan_h < l * 1.12) {
+            continue;
+        }
+        last = Some(p.makespan_h);
+        let dy = [1.6, -1.2, 3.2][k % 3] * row;
+        k += 1;
+        chart.draw_series(std::iter::once(Circle::new(
+            (p.makespan_h, p.success * 100.0),
+            9,
+            BLACK.stroke_width(1),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            p.label.clone(),
+            (p.makespan_h * 1.02, p.success * 100.0 + dy),
+            (FONT, 14).into_font(),
+        )))?;
+    }
     chart.draw_series(pts.iter().map(|p| {
         Circle::new(
             (p.makespan_h, p.success * 100.0),

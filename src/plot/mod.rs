@@ -97,63 +97,133 @@ fn sweep_charts(d: &SweepData, out: &Path) -> Vec<String> {
         &d.bands
     );
     let size = |f: &str| Some(charts::size_param(f));
-    let success = charts::pooled(d, &size, "success_rate");
-    render!(
-        written,
-        out,
-        "success_vs_batch_size",
-        charts::metric_vs_param,
-        "Success rate against batch size (mean and 95% CI, pooled over the other parameters)",
-        "batch size / concurrency limit (gateways; backoff: max concurrent, adaptive: window max)",
-        "success rate (%)",
-        &success,
-        100.0,
-        None
-    );
-    let makespan = charts::pooled(d, &size, "makespan_s");
-    render!(
-        written,
-        out,
-        "makespan_vs_batch_size",
-        charts::metric_vs_param,
-        "Makespan against batch size (mean and 95% CI, pooled over the other parameters)",
-        "batch size / concurrency limit (gateways)",
-        "makespan (hours)",
-        &makespan,
-        1.0 / 3600.0,
-        Some(0.0)
-    );
-    let delay = |f: &str| (f == "fixed").then_some("delay_s");
-    let by_delay = charts::pooled(d, &delay, "makespan_s");
-    if !by_delay.is_empty() {
-        render!(
-            written,
-            out,
-            "makespan_vs_delay",
-            charts::metric_vs_param,
-            "Makespan against the delay between batches (fixed batching)",
-            "delay after a batch completes (s)",
-            "makespan (hours)",
-            &by_delay,
-            1.0 / 3600.0,
-            Some(0.0)
-        );
+    let limits = d
+        .plan
+        .as_ref()
+        .map_or(crate::sweep::representatives::Constraints::default(), |p| {
+            p.constraints
+        });
+    let size_desc =
+        "batch size / concurrency limit (gateways; backoff: max concurrent, adaptive: window max)";
+    let by_size = |metric: &str, release: &str| charts::pooled(d, &size, metric, release);
+    let metric = |title: &str, x_desc, y_desc, series, scale, limit| charts::MetricChart {
+        title: title.to_string(),
+        x_desc,
+        y_desc,
+        series,
+        scale,
+        y_floor: Some(0.0),
+        limit,
+    };
+    // What concurrency is safe: the constraints that decide it, against the batch size.
+    let charts_by_size = [
+        (
+            "peak_cpu_vs_batch_size",
+            metric(
+                "What concurrency is safe (1): peak management CPU against batch size",
+                size_desc,
+                "peak management CPU (%)",
+                by_size("peak_mgmt_cpu_pct", "good"),
+                1.0,
+                Some((limits.max_cpu, format!("--max-cpu {}", limits.max_cpu))),
+            ),
+        ),
+        (
+            "blast_vs_batch_size",
+            metric(
+                "What concurrency is safe (2): blast radius of a bad release against batch size",
+                size_desc,
+                "gateways given the bad release (blast radius)",
+                by_size("blast_radius", "bad"),
+                1.0,
+                Some((limits.max_blast, format!("--max-blast {}", limits.max_blast))),
+            ),
+        ),
+        (
+            "success_vs_batch_size",
+            metric(
+                "Success rate against batch size (mean and 95% CI, pooled over the other parameters)",
+                size_desc,
+                "success rate (%)",
+                by_size("success_rate", "good"),
+                100.0,
+                Some((limits.min_success * 100.0, format!("--min-success {}", limits.min_success))),
+            ),
+        ),
+        (
+            "makespan_vs_batch_size",
+            metric(
+                "Makespan against batch size (mean and 95% CI)",
+                size_desc,
+                "makespan (hours)",
+                by_size("makespan_s", "good"),
+                1.0 / 3600.0,
+                None,
+            ),
+        ),
+    ];
+    for (stem, spec) in &charts_by_size {
+        render!(written, out, stem, charts::metric_vs_param, spec);
     }
-    let gate = |f: &str| (f == "pipelined").then_some("gate.fraction");
-    let by_gate = charts::pooled(d, &gate, "makespan_s");
-    if !by_gate.is_empty() {
-        render!(
-            written,
-            out,
-            "makespan_vs_gate",
-            charts::metric_vs_param,
-            "Makespan against overlap: the pipelined gate (fraction of a batch downloaded)",
-            "gate: fraction of the previous batch downloaded before the next starts",
-            "makespan (hours)",
-            &by_gate,
-            1.0 / 3600.0,
-            Some(0.0)
-        );
+    // What a delay between batches, and what overlap between them, buy and cost.
+    let tradeoffs = [
+        (
+            "delay_tradeoff",
+            "What a delay between batches buys and costs (fixed batching)",
+            "fixed",
+            "delay_s",
+            "delay after a batch completes (s)",
+        ),
+        (
+            "overlap_tradeoff",
+            "What overlap buys and costs (pipelined: the next batch starts at the gate)",
+            "pipelined",
+            "gate.fraction",
+            "gate: share of the previous batch downloaded first (lower = more overlap)",
+        ),
+    ];
+    for (stem, title, family, param, x_desc) in tradeoffs {
+        let by = |metric: &str, release: &str| {
+            charts::pooled(
+                d,
+                &|f: &str| (f == family).then_some(param),
+                metric,
+                release,
+            )
+        };
+        let panels = [
+            metric(
+                "cost: makespan",
+                x_desc,
+                "makespan (hours)",
+                by("makespan_s", "good"),
+                1.0 / 3600.0,
+                None,
+            ),
+            metric(
+                "peak management CPU",
+                x_desc,
+                "peak CPU (%)",
+                by("peak_mgmt_cpu_pct", "good"),
+                1.0,
+                Some((limits.max_cpu, format!("--max-cpu {}", limits.max_cpu))),
+            ),
+            metric(
+                "blast radius (bad release)",
+                x_desc,
+                "gateways given the bad release",
+                by("blast_radius", "bad"),
+                1.0,
+                Some((
+                    limits.max_blast,
+                    format!("--max-blast {}", limits.max_blast),
+                )),
+            ),
+        ];
+        if panels[0].series.is_empty() {
+            continue;
+        }
+        render!(written, out, stem, charts::tradeoff, title, &panels);
     }
     let (who, tl) = match d.timelines.get("plan") {
         Some(t) => (
@@ -196,6 +266,24 @@ fn sweep_charts(d: &SweepData, out: &Path) -> Vec<String> {
     written
 }
 
+/// A configuration label short enough to print beside its point.
+fn short_label(label: &str) -> String {
+    const SHORT: [(&str, &str); 9] = [
+        ("batch_size=", "batch "),
+        ("max_concurrent=", "conc "),
+        ("gate.fraction=", "gate "),
+        ("min_gap_s=", "gap "),
+        ("delay_s=", "delay "),
+        ("retry.base_s=", "retry "),
+        ("adaptive.max=", "max "),
+        ("adaptive.increase=", "+"),
+        ("adaptive.target_latency_ms=", "lat "),
+    ];
+    SHORT
+        .iter()
+        .fold(label.to_string(), |l, (long, short)| l.replace(long, short))
+}
+
 fn pareto_points(d: &SweepData) -> (Vec<ParetoPoint>, Vec<(String, f64, f64)>) {
     let s = &d.summary;
     let front: Vec<String> = Table::read(&d.dir.join("pareto.csv"))
@@ -212,6 +300,7 @@ fn pareto_points(d: &SweepData) -> (Vec<ParetoPoint>, Vec<(String, f64, f64)>) {
         .filter_map(|r| {
             Some(ParetoPoint {
                 family: s.get(r, "family")?.to_string(),
+                label: short_label(s.get(r, "label")?),
                 makespan_h: s.num(r, "makespan_s_mean")? / 3600.0,
                 success: s.num(r, "success_rate_mean")?,
                 cpu: s.num(r, "peak_mgmt_cpu_pct_mean")?,

@@ -14,14 +14,16 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const CAPTIONS: [(&str, &str); 9] = [
+const CAPTIONS: [(&str, &str); 11] = [
     ("cpu_over_time", "Management-service CPU over time. The seed reported 95% under bulk and 45% with its staged plan."),
-    ("pareto", "Every configuration's makespan against its success rate, coloured by peak CPU."),
-    ("states_over_time", "Where the gateways are, over the rollout."),
-    ("success_vs_batch_size", "Success rate against batch size per family."),
+    ("pareto", "Every configuration's makespan against its success rate, coloured by peak CPU; the front is a step (the best success reachable within a makespan) and its points are labelled."),
+    ("peak_cpu_vs_batch_size", "What concurrency is safe, by CPU: peak management CPU against batch size per family, with the CPU constraint dashed."),
+    ("blast_vs_batch_size", "What concurrency is safe, by risk: how many gateways a bad release reaches before the rollout halts, against batch size, with the blast-radius constraint dashed."),
+    ("success_vs_batch_size", "Success rate against batch size per family, with the success constraint dashed."),
     ("makespan_vs_batch_size", "Makespan against batch size per family."),
-    ("makespan_vs_delay", "Makespan against the delay between fixed batches."),
-    ("makespan_vs_gate", "Makespan against overlap (the pipelined gate)."),
+    ("delay_tradeoff", "A delay between fixed batches costs makespan (left); what it buys in CPU headroom and a smaller blast radius is in the other two panels."),
+    ("overlap_tradeoff", "Overlap between pipelined batches (a lower gate) buys makespan (left); its cost in CPU and blast radius is in the other two panels."),
+    ("states_over_time", "Where the gateways are, over the rollout."),
     ("bandwidth_over_time", "Throughput on the origin and on each regional link."),
     ("service_over_time", "Management service load."),
 ];
@@ -279,6 +281,71 @@ Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} ru
             );
         }
     }
-    h += "</table>\n<p>Regenerate: <code>stagger sweep SCENARIO --out DIR &amp;&amp; stagger tune DIR --plan DIR/plan.toml &amp;&amp; stagger plot DIR</code></p>\n</body></html>\n";
+    h += "</table>\n";
+    h += &regenerate(d, out)?;
+    h += "</body></html>\n";
     Ok(h)
+}
+
+/// The commands that made this report, as they would be typed again, with the date and the
+/// revision of stagger that made it. The date honours SOURCE_DATE_EPOCH (reproducible builds).
+fn regenerate(d: &SweepData, out: &Path) -> Result<String, Failure> {
+    let m = &d.manifest;
+    let q = |p: &Path| shell_word(&p.display().to_string());
+    let mut sweep = format!(
+        "stagger sweep {} --replications {} --seed {}",
+        shell_word(&m.scenario_path),
+        m.replications,
+        m.base_seed
+    );
+    for s in &m.sets {
+        sweep += &format!(" --set {}", shell_word(s));
+    }
+    sweep += &format!(" --out {}", q(&d.dir));
+    let mut lines = vec![sweep];
+    let mut plot = format!("stagger plot {}", q(&d.dir));
+    if let Some(path) = &d.plan_path {
+        let (pf, _) = crate::tune::plan::PlanFile::load(&path.display().to_string())?;
+        let c = &pf.constraints;
+        lines.push(format!(
+            "stagger tune {} --plan {} --min-success {} --max-cpu {} --max-disconnect {} --max-blast {} --extra-replications {}",
+            q(&d.dir),
+            q(path),
+            c.min_success,
+            c.max_cpu_pct,
+            c.max_disconnect,
+            c.max_blast,
+            pf.predicted.replications.saturating_sub(m.replications)
+        ));
+        plot += &format!(" --plan {}", q(path));
+    }
+    if out != d.dir {
+        plot += &format!(" --out {}", q(out));
+    }
+    lines.push(plot);
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or_else(std::time::SystemTime::now, |s| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
+        });
+    let date = humantime::format_rfc3339_seconds(now);
+    Ok(format!(
+        "<h2>Regenerate</h2>\n<p id=\"regenerate\">Made {date} by stagger {} (revision {}). To make it again:</p>\n<pre><code>{}</code></pre>\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("STAGGER_REVISION"),
+        esc(&lines.join(" &&\n  "))
+    ))
+}
+
+/// A word as a POSIX shell would need it: quoted only when it must be.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
