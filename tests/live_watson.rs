@@ -880,3 +880,57 @@ fn an_approval_gate_holds_after_the_canary_until_approved() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_platform_safe(&emu.stats(), 12, &[], &plan);
 }
+
+#[test]
+fn update_requests_wait_for_the_maintenance_window() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 6);
+    let plan = tuned_plan(d.path());
+    // A window opening about 90 plan-minutes from now (9 s of wall time at 600×), 20 hours
+    // long, with a day's lead: downloads may start at once, updates only in the window.
+    let now_min = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60;
+    let open = (now_min + 90) % 1440;
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text += &format!(
+        "\n[policy.maintenance]\nlead_h = 24.0\n\n[[policy.maintenance.windows]]\nstart = \"{:02}:{:02}\"\nduration_h = 20.0\n",
+        open / 60,
+        open % 60
+    );
+    let plan = d.path().join("windowed.toml");
+    std::fs::write(&plan, text).unwrap();
+    let emu = strict_emulator(&inv, &[]);
+    let t0 = Instant::now();
+    let run = rollout(&plan, &inv, &emu.endpoint, &d.path().join("j.jsonl"), true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 40 plan-minutes in: the canaries have downloaded, and nobody was sent an update.
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(t0.elapsed()));
+    let s = emu.stats();
+    let total = |field: &str| {
+        s[field]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
+    };
+    assert!(
+        total("download_requests") > 0,
+        "no download before the window: {s}"
+    );
+    assert_eq!(
+        total("update_requests"),
+        0,
+        "an update before the window opened: {s}"
+    );
+    let o = run.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        t0.elapsed() > Duration::from_secs(8),
+        "finished before the window opened"
+    );
+    assert_platform_safe(&emu.stats(), 6, &[], &plan);
+}
