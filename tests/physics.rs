@@ -88,6 +88,22 @@ fn a_regional_cache_fetches_once_then_serves_its_region() {
 }
 
 #[test]
+fn four_caches_filling_at_once_each_fetch_the_whole_image() {
+    // Four regions fill their caches at once through a 100 Mbps origin: 25 Mbps each, so
+    // each fill carries its 1,200 Mbit by 48 s (origin bits = regions × image); then each
+    // region's gateway downloads at its 10 Mbps limit: 120 s. Total 168 s. A fill declared
+    // warm on a stale event (before its rate was reshared) finishes the run early.
+    let sets = [
+        "fleet.gateways=4",
+        "fleet.regions=[\"a\", \"b\", \"c\", \"d\"]",
+        "network.origin_mbps=100",
+        "network.regional_caches=true",
+        "network.cache_mbps=100000",
+    ];
+    close(makespan(&sets), 168.0);
+}
+
+#[test]
 fn the_concurrency_limit_serialises_into_rounds() {
     // 4 gateways, 2 service slots, queue of 2: two rounds of 120 s.
     let sets = [

@@ -141,6 +141,7 @@ impl World {
                     t,
                     Event::CacheFilled {
                         region: (id - n) as u16,
+                        generation: self.net.generation(id),
                     },
                 );
             }
@@ -169,7 +170,13 @@ impl World {
                     self.start_flow(now, gw);
                 }
             }
-            Event::CacheFilled { region } => self.on_cache_filled(now, region),
+            Event::CacheFilled { region, generation } => {
+                // A reshare reschedules the fill: only its latest finish time counts.
+                let id = self.gws.len() as u32 + u32::from(region);
+                if self.net.is_active(id) && self.net.generation(id) == generation {
+                    self.on_cache_filled(now, region);
+                }
+            }
             Event::InstallDone { gw, attempt } => self.on_installed(now, gw, attempt, obs),
             Event::Report {
                 gw,

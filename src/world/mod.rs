@@ -72,6 +72,8 @@ pub enum Event {
     },
     CacheFilled {
         region: u16,
+        /// The fill flow's generation when scheduled: a reshare makes earlier events stale.
+        generation: u32,
     },
     InstallDone {
         gw: u32,
