@@ -4,15 +4,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-const FILES: [&str; 6] = [
-    "runs.csv",
-    "summary.csv",
-    "pareto.csv",
-    "manifest.json",
-    "cpu_bands.csv",
-    "representatives.csv",
-];
-
 fn sweep(out: &Path, extra: &[&str]) {
     let s = seed_scenario();
     let mut args = vec![
@@ -26,19 +17,6 @@ fn sweep(out: &Path, extra: &[&str]) {
     args.extend_from_slice(extra);
     let o = run(&args);
     assert!(o.status.success(), "sweep {extra:?}: {}", stderr(&o));
-}
-
-fn same_files(a: &Path, b: &Path) {
-    for f in FILES {
-        let x = std::fs::read(a.join(f)).unwrap_or_else(|e| panic!("{}: {e}", a.join(f).display()));
-        let y = std::fs::read(b.join(f)).unwrap_or_else(|e| panic!("{}: {e}", b.join(f).display()));
-        assert!(
-            x == y,
-            "{f} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 #[test]

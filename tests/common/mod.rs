@@ -23,6 +23,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The files a sweep writes that must be byte-identical however it was run.
+pub const SWEEP_FILES: [&str; 6] = [
+    "runs.csv",
+    "summary.csv",
+    "pareto.csv",
+    "manifest.json",
+    "cpu_bands.csv",
+    "representatives.csv",
+];
+
+/// Asserts two sweep directories hold byte-identical outputs.
+pub fn same_files(a: &Path, b: &Path) {
+    for f in SWEEP_FILES {
+        let x = std::fs::read(a.join(f)).unwrap_or_else(|e| panic!("{}: {e}", a.join(f).display()));
+        let y = std::fs::read(b.join(f)).unwrap_or_else(|e| panic!("{}: {e}", b.join(f).display()));
+        assert!(
+            x == y,
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stagger"))
 }
