@@ -936,3 +936,79 @@ fn update_requests_wait_for_the_maintenance_window() {
     );
     assert_platform_safe(&emu.stats(), 6, &[], &plan);
 }
+
+/// Runs `c` under a pseudo-terminal (util-linux `script`), so that progress bars draw, and
+/// returns what the terminal received.
+fn on_a_terminal(c: &Command) -> String {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(quote(c.get_program()))
+        .chain(c.get_args().map(quote))
+        .collect();
+    let mut t = Command::new("script");
+    t.args(["-qec", &line.join(" "), "/dev/null"]);
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            t.env(k, v);
+        }
+    }
+    let o = t.output().expect("util-linux `script` runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn log_lines_leave_no_stale_progress_frame_on_a_terminal() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 12);
+    let plan = tuned_plan(d.path());
+    let emu = strict_emulator(&inv, &[]);
+    let c = rollout(&plan, &inv, &emu.endpoint, &d.path().join("j.jsonl"), true);
+    let out = on_a_terminal(&c);
+    // The bar drew, and showed a readable rate.
+    let frames = out.matches("gateways final").count();
+    assert!(frames > 0, "no progress bar on a terminal: {out:?}");
+    assert!(
+        out.contains("/s") || out.contains("/min") || out.contains("/h"),
+        "{out:?}"
+    );
+    // Every log line and the summary come after the bar's line was cleared: a frame is never
+    // followed by other text on the same line.
+    let mut pending = false;
+    let mut rest = out.as_str();
+    while !rest.is_empty() {
+        let frame = rest.find("gateways final");
+        let clear = rest.find("\x1b[2K");
+        let text = rest
+            .find("rollout:")
+            .into_iter()
+            .chain(rest.find("succeeded:"))
+            .min();
+        let next = [frame, clear, text].into_iter().flatten().min();
+        let Some(at) = next else { break };
+        if Some(at) == frame {
+            pending = true;
+            rest = &rest[at + "gateways final".len()..];
+        } else if Some(at) == clear {
+            pending = false;
+            rest = &rest[at + 4..];
+        } else {
+            assert!(
+                !pending,
+                "text printed over a progress frame: {:?}",
+                rest.chars().take(200).collect::<String>()
+            );
+            rest = &rest[at + 1..];
+        }
+    }
+    assert!(
+        !pending,
+        "the last progress frame was left on the terminal: {:?}",
+        out.chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+    );
+}
