@@ -306,13 +306,16 @@ fn ministack_writes_answered_500_or_too_late_lose_and_double_nothing() {
     let inv = inventory(d.path(), 40);
     // Small batches, so that many jobs are created through the flaky proxy.
     let tuned = std::fs::read_to_string(tuned_plan(d.path())).unwrap();
+    // The tuned plan with its policy swapped, its embedded scenario kept.
     let cut = tuned.find("[policy]").unwrap();
+    let embedded = tuned.find("\n[embedded_scenario").unwrap();
     let plan = d.path().join("small-batches.toml");
     std::fs::write(
         &plan,
         format!(
-            "{}[policy]\nfamily = \"pipelined\"\nbatch_size = 3\nmax_concurrent = 12\ngate = {{ fraction = 0.5, state = \"final\" }}\nretry = {{ max_attempts = 4, base_s = 60 }}\n",
-            &tuned[..cut]
+            "{}[policy]\nfamily = \"pipelined\"\nbatch_size = 2\nmax_concurrent = 12\ngate = {{ fraction = 0.5, state = \"final\" }}\nretry = {{ max_attempts = 4, base_s = 60 }}\n{}",
+            &tuned[..cut],
+            &tuned[embedded..]
         ),
     )
     .unwrap();
