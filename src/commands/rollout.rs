@@ -18,11 +18,6 @@ use crate::scenario::InputError;
 use crate::time::Time;
 use crate::tune::plan::PlanFile;
 
-fn check_plan_scenario(plan: &PlanFile) -> Result<(), Failure> {
-    plan.tuned_scenario()?;
-    Ok(())
-}
-
 /// What identifies this rollout; a resumed journal must carry the same.
 fn header(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Inventory) -> Header {
     let mut inventory = Vec::new();
@@ -208,10 +203,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
             policy.pause_after.push(stage.clone());
         }
     }
-    check_plan_scenario(&plan).map_err(|e| match e {
-        Failure::Input(i) => Failure::Input(i.in_file(&plan_path)),
-        other => other,
-    })?;
+    plan.tuned_scenario().map_err(|e| e.in_file(&plan_path))?;
     let inv = Inventory::load(
         &args.inventory.display().to_string(),
         args.backend == BackendKind::WatsonIot,

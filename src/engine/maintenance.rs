@@ -59,6 +59,32 @@ impl Maintenance {
     }
 }
 
+/// Windows resolved for lookups: each region index's windows, the epoch and the lead. The
+/// engine (when to start) and the simulated device agents (when to install) share it.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    by_region: RegionWindows,
+    epoch_ms_of_day: u64,
+    pub lead: Time,
+}
+
+impl Schedule {
+    pub fn new(m: &Maintenance) -> Schedule {
+        Schedule {
+            by_region: m.by_region(),
+            epoch_ms_of_day: m.epoch_ms_of_day,
+            lead: m.lead,
+        }
+    }
+
+    /// When a gateway of region index `region` may install at or after `t`.
+    pub fn open_at(&self, region: u16, t: Time) -> Time {
+        self.by_region
+            .get(usize::from(region))
+            .map_or(t, |w| next_open(w, self.epoch_ms_of_day, t))
+    }
+}
+
 /// The first time at or after `t` (plan time) inside one of `windows` (UTC, daily), with plan
 /// time zero at `epoch_ms_of_day` UTC. No windows: `t` (unrestricted).
 pub fn next_open(windows: &[(u64, u64)], epoch_ms_of_day: u64, t: Time) -> Time {

@@ -291,7 +291,7 @@ pub struct Engine {
     seed: u64,
     now: Time,
     /// Each region's maintenance windows (UTC, daily), if the policy has any.
-    maintenance: Option<(maintenance::RegionWindows, u64, Time)>,
+    maintenance: Option<maintenance::Schedule>,
     /// Ready gateways held back until their region's window is near: (when, gateway).
     held: BinaryHeap<Reverse<(Time, u32)>>,
     /// Gateways whose status changed since the last `take_changed`, when someone watches.
@@ -326,10 +326,7 @@ impl Engine {
         let mut counts = [0; Status::COUNT];
         counts[Status::Waiting as usize] = inventory.len() as u32;
         let window = policy.adaptive.clone().map(Window::new);
-        let maintenance = policy
-            .maintenance
-            .as_ref()
-            .map(|m| (m.by_region(), m.epoch_ms_of_day, m.lead));
+        let maintenance = policy.maintenance.as_ref().map(maintenance::Schedule::new);
         let next_eval = window.as_ref().map_or(Time::NEVER, |w| w.interval());
         Engine {
             waves: plan
@@ -947,15 +944,9 @@ impl Engine {
 
     /// When gateway `g` may install at or after `t`: its region's next window, or `t`.
     fn install_open_at(&self, g: u32, t: Time) -> Time {
-        match &self.maintenance {
-            Some((by_region, epoch, _)) => {
-                let r = self.inventory[g as usize].region as usize;
-                by_region
-                    .get(r)
-                    .map_or(t, |w| maintenance::next_open(w, *epoch, t))
-            }
-            None => t,
-        }
+        self.maintenance
+            .as_ref()
+            .map_or(t, |m| m.open_at(self.inventory[g as usize].region, t))
     }
 
     /// Whether a gateway may start installing now (its region's window is open). Drivers
@@ -966,7 +957,7 @@ impl Engine {
 
     /// When a ready gateway may be started: at most the lead before its window opens.
     fn start_allowed_at(&self, g: u32) -> Time {
-        let lead = self.maintenance.as_ref().map_or(Time::ZERO, |m| m.2);
+        let lead = self.maintenance.as_ref().map_or(Time::ZERO, |m| m.lead);
         self.install_open_at(g, self.now) - lead
     }
 

@@ -428,15 +428,9 @@ impl World {
 
     /// When gateway `g` may start installing at or after `t`: its region's next window.
     fn install_window_at(&self, g: u32, t: Time) -> Time {
-        match &self.install_windows {
-            Some((by_region, epoch)) => {
-                let region = self.gws[g as usize].profile.region as usize;
-                by_region
-                    .get(region)
-                    .map_or(t, |w| crate::engine::maintenance::next_open(w, *epoch, t))
-            }
-            None => t,
-        }
+        self.install_windows
+            .as_ref()
+            .map_or(t, |m| m.open_at(self.gws[g as usize].profile.region, t))
     }
 
     fn begin_install(&mut self, now: Time, g: u32, attempt: u32, obs: &mut Vec<Observation>) {

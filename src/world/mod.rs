@@ -157,7 +157,7 @@ pub struct World {
     /// Scratch for flows whose rate changed in a reshare.
     changed: Vec<u32>,
     /// Each region's maintenance windows and the UTC time of day at t = 0, if any.
-    install_windows: Option<(crate::engine::maintenance::RegionWindows, u64)>,
+    install_windows: Option<crate::engine::maintenance::Schedule>,
     /// Gateways whose state may have changed since the last `take_touched`, when watched.
     touched: Option<Vec<u32>>,
     pub counters: Counters,
@@ -222,7 +222,7 @@ impl World {
             install_windows: scenario
                 .maintenance
                 .as_ref()
-                .map(|m| (m.by_region(), m.epoch_ms_of_day)),
+                .map(crate::engine::maintenance::Schedule::new),
             counters: Counters::default(),
             tick: Time::from_secs(scenario.service.tick_s),
             chunk_bits: scenario.firmware.chunk_mb * 8e6,
