@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run one policy on a scenario and print its outcome
     #[command(
-        after_help = "Examples:\n  stagger simulate scenarios/seed-200.toml --policy seed-staged --seed 7\n  stagger simulate scenarios/seed-200.toml --plan results/seed-200/plan.toml --json\n  stagger simulate scenarios/seed-200.toml --set fleet.gateways=1000 --timeline run.csv"
+        after_help = "Examples:\n  stagger simulate scenarios/seed-200.toml --policy seed-staged --seed 7\n  stagger simulate --plan results/seed-200/plan.toml --json\n  stagger simulate scenarios/seed-200.toml --policy seed-staged --explain\n  stagger simulate scenarios/seed-200.toml --set fleet.gateways=1000 --timeline run.csv"
     )]
     Simulate(SimulateArgs),
     /// Run every configuration of the scenario's [sweep] grids over replications
@@ -39,7 +39,7 @@ pub enum Command {
     Merge(MergeArgs),
     /// Pick the fastest plan that meets the safety constraints, and write it
     #[command(
-        after_help = "Examples:\n  stagger tune results/seed-200 --plan results/seed-200/plan.toml\n  stagger tune results/seed-200 --min-success 0.98 --max-cpu 40 --plan strict.toml"
+        after_help = "Examples:\n  stagger tune results/seed-200 --plan results/seed-200/plan.toml\n  stagger tune results/seed-200 --min-success 0.98 --max-cpu 40 --plan strict.toml\n  stagger tune results/seed-200 --confidence 0.99 --plan careful.toml"
     )]
     Tune(TuneArgs),
     /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
@@ -391,26 +391,37 @@ pub struct MergeArgs {
 pub struct TuneArgs {
     /// A complete sweep directory
     pub sweep_dir: PathBuf,
-    /// Least acceptable success rate (judged on the CI's lower bound)
-    #[arg(long, default_value_t = 0.97)]
+    /// Least acceptable success rate of a rollout
+    #[arg(long, default_value_t = 0.96)]
     pub min_success: f64,
-    /// Highest acceptable peak management CPU, percent (judged on the CI's upper bound)
+    /// Highest acceptable peak management CPU of a rollout, percent (10 s averages)
     #[arg(long, default_value_t = 50.0)]
     pub max_cpu: f64,
-    /// Highest acceptable disconnect rate (judged on the CI's upper bound)
+    /// Highest acceptable disconnect rate of a rollout
     #[arg(long, default_value_t = 0.02)]
     pub max_disconnect: f64,
-    /// Highest acceptable blast radius under a bad release (judged on the CI's upper bound)
+    /// Highest acceptable blast radius of a rollout of a bad release
     #[arg(long, default_value_t = 10.0)]
     pub max_blast: f64,
     /// Where to write the plan (TOML)
     #[arg(long, value_name = "FILE")]
     pub plan: PathBuf,
-    /// Extra replications for each raced candidate
+    /// Fraction of rollouts that must meet every limit, judged by a one-sided 95%
+    /// Clopper–Pearson bound on the rollouts simulated
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Replications first added to a raced candidate; later batches double until the
+    /// verdict is clear
     #[arg(long, default_value_t = 20)]
     pub extra_replications: u32,
-    /// How many leading candidates to race
-    #[arg(long, default_value_t = 6)]
+    /// Most replications a candidate gets before its verdict stands
+    #[arg(long, default_value_t = 320)]
+    pub max_replications: u32,
+    /// Fresh replications behind the plan's predictions (seeds the selection never used)
+    #[arg(long, default_value_t = 200)]
+    pub prediction_replications: u32,
+    /// The race takes candidates fastest first until this many are shown acceptable
+    #[arg(long, default_value_t = 3)]
     pub candidates: usize,
     /// Rounds of local search around the winner
     #[arg(long, default_value_t = 3)]
@@ -456,6 +467,9 @@ pub struct SimulateArgs {
     /// Print exactly one JSON summary object on stdout
     #[arg(long)]
     pub json: bool,
+    /// Also print where the makespan went (critical-path breakdown), largest part first
+    #[arg(long)]
+    pub explain: bool,
     /// Write a timeline CSV (one row per sampled instant)
     #[arg(long, value_name = "FILE.csv")]
     pub timeline: Option<PathBuf>,

@@ -1,6 +1,7 @@
-//! Summary statistics: mean and Student-t 95% confidence interval (statrs).
+//! Summary statistics: mean and Student-t 95% confidence interval, and exact binomial
+//! (Clopper–Pearson) bounds on proportions (statrs).
 
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::distribution::{Beta, ContinuousCDF, StudentsT};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -85,6 +86,32 @@ pub fn wilson95(k: f64, n: f64) -> (f64, f64) {
     (((c - h) / d).max(0.0), ((c + h) / d).min(1.0))
 }
 
+/// One-sided Clopper–Pearson lower bound at `level` on a proportion seen `k` times in `n`:
+/// the smallest p under which k or more successes would still have probability 1 − level.
+/// Exact, so it never claims more than the data show, even at k = n.
+pub fn cp_lower(k: u64, n: u64, level: f64) -> f64 {
+    if n == 0 || k == 0 {
+        return 0.0;
+    }
+    let k = k.min(n);
+    Beta::new(k as f64, (n - k + 1) as f64)
+        .map(|b| b.inverse_cdf(1.0 - level))
+        .unwrap_or(0.0)
+}
+
+/// One-sided Clopper–Pearson upper bound at `level` (the mirror of [`cp_lower`]).
+pub fn cp_upper(k: u64, n: u64, level: f64) -> f64 {
+    if n == 0 || k >= n {
+        return 1.0;
+    }
+    1.0 - cp_lower(n - k, n, level)
+}
+
+/// Two-sided Clopper–Pearson 95% interval of a proportion.
+pub fn cp95(k: u64, n: u64) -> (f64, f64) {
+    (cp_lower(k, n, 0.975), cp_upper(k, n, 0.975))
+}
+
 /// The q-quantile (0..=1) by linear interpolation of sorted values.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -132,6 +159,34 @@ mod tests {
         assert_eq!(quantile(&v, 0.5), 15.0);
         assert_eq!(quantile(&v, 0.0), 0.0);
         assert_eq!(quantile(&v, 1.0), 30.0);
+    }
+
+    #[test]
+    fn clopper_pearson_matches_closed_forms_and_covers() {
+        // k = n: the lower bound solves p^n = 1 − level.
+        assert!((cp_lower(59, 59, 0.95) - 0.05f64.powf(1.0 / 59.0)).abs() < 1e-9);
+        // k = 0: the upper bound solves (1 − p)^n = 1 − level.
+        assert!((cp_upper(0, 20, 0.95) - (1.0 - 0.05f64.powf(1.0 / 20.0))).abs() < 1e-9);
+        // 81 of 263, against bisection on the exact binomial tail sums (done outside Rust).
+        let (lo, hi) = cp95(81, 263);
+        assert!(
+            (lo - 0.252_737).abs() < 1e-5 && (hi - 0.367_622).abs() < 1e-5,
+            "{lo} {hi}"
+        );
+        assert_eq!(cp_lower(0, 10, 0.95), 0.0);
+        assert_eq!(cp_upper(10, 10, 0.95), 1.0);
+        // Coverage of the one-sided lower bound is at least its level, at a p near 1.
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
+        let (p, n, trials) = (0.96, 60u64, 4000);
+        let covered = (0..trials)
+            .filter(|_| {
+                let k = (0..n)
+                    .filter(|_| rand::Rng::random::<f64>(&mut rng) < p)
+                    .count();
+                cp_lower(k as u64, n, 0.95) <= p
+            })
+            .count();
+        assert!(covered as f64 / trials as f64 >= 0.95 - 0.01, "{covered}");
     }
 
     #[test]

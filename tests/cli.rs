@@ -300,3 +300,60 @@ fn the_scenario_schema_accepts_shipped_scenarios_and_rejects_a_misspelt_key() {
     assert!(!o.status.success(), "a misspelt key passed the schema");
     assert!(String::from_utf8_lossy(&o.stderr).contains("gatways"));
 }
+
+#[test]
+fn the_makespan_breakdown_sums_to_the_makespan_and_matches_the_policy() {
+    let s = seed_scenario();
+    let breakdown = |extra: &[&str]| {
+        let mut a = vec!["simulate", s.as_str(), "--json"];
+        a.extend_from_slice(extra);
+        let v = json(&a);
+        let parts = v["makespan_breakdown_s"].as_object().unwrap().clone();
+        (v["makespan_s"].as_f64().unwrap(), parts)
+    };
+    for policy in [
+        "bulk",
+        "seed-staged",
+        "fixed",
+        "backoff",
+        "pipelined",
+        "adaptive",
+    ] {
+        for seed in ["1", "2", "3"] {
+            let (makespan, parts) = breakdown(&["--policy", policy, "--seed", seed]);
+            let sum: f64 = parts.values().map(|v| v.as_f64().unwrap()).sum();
+            assert!(
+                (sum - makespan).abs() <= 0.01 * makespan,
+                "{policy} seed {seed}: parts sum to {sum}, makespan {makespan}: {parts:?}"
+            );
+            assert!(parts.values().all(|v| v.as_f64().unwrap() > 0.0));
+        }
+    }
+    // Closed forms. The seed's staged plan soaks 0 + 1 + 2 + 3 h before its last stage.
+    let (_, parts) = breakdown(&["--policy", "seed-staged", "--seed", "1"]);
+    assert_eq!(parts["soak"].as_f64(), Some(21_600.0), "{parts:?}");
+    // Four batches of 50, 600 s apart once each completes: three gaps before the last.
+    let (_, parts) = breakdown(&[
+        "--policy",
+        "fixed",
+        "--set",
+        "policies.fixed.delay_s=600",
+        "--set",
+        "failures.enabled=false",
+    ]);
+    assert_eq!(parts["batch_gap"].as_f64(), Some(1_800.0), "{parts:?}");
+    // --explain prints it for people, largest part first.
+    let o = run(&["simulate", &s, "--policy", "seed-staged", "--explain"]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("where the"))
+        .skip(1)
+        .collect();
+    assert!(lines.len() >= 4, "{out}");
+    let hours = |l: &str| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap();
+    assert!(
+        lines.windows(2).all(|w| hours(w[0]) >= hours(w[1])),
+        "{out}"
+    );
+}

@@ -212,7 +212,7 @@ fn the_report_renders_in_headless_chromium() {
     assert!(rec < charts, "the recommendation comes first");
     let para = &dom[rec..dom[rec..].find("</p>").map_or(dom.len(), |e| rec + e)];
     assert!(
-        para.contains("Run plan") && para.contains("The constraint that binds is the"),
+        para.contains("Run plan") && para.contains("The limit that binds is the"),
         "{para}"
     );
     // The charts made for the seed's questions are on the page, each an SVG with its
@@ -248,8 +248,9 @@ fn the_report_renders_in_headless_chromium() {
             "stagger sweep {} --replications 6 --seed",
             seed_scenario()
         )) && regen.contains(&format!(
-            "stagger tune {d_str} --plan {d_str}/plan.toml --min-success 0.97"
-        )) && regen.contains("revision "),
+            "stagger tune {d_str} --plan {d_str}/plan.toml --min-success 0.96"
+        )) && regen.contains("--confidence 0.95 --extra-replications 6 --max-replications 320")
+            && regen.contains("revision "),
         "{}",
         &regen[..regen.len().min(800)]
     );

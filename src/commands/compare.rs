@@ -7,7 +7,9 @@ use crate::engine::Policy;
 use crate::error::Failure;
 use crate::scenario::{self, InputError};
 use crate::simulate::{self, Options, Summary};
-use crate::stats::mean_ci95;
+use crate::stats::{cp95, mean_ci95};
+use crate::sweep::constraints::{Constraints, Passes, Tally};
+use crate::sweep::run::values;
 
 fn seeds(s: &str) -> Result<(u64, u64), InputError> {
     let bad = || InputError::new(format!("--seeds `{s}`: expected FIRST..LAST, e.g. 1..30"));
@@ -32,8 +34,18 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
     let mut bad = good.clone();
     bad.firmware.defect_rate = args.bad_release;
     let mut entries: Vec<(String, Policy)> = Vec::new();
+    // Rollouts are judged against the plan's limits, or the tuner's defaults.
+    let mut limits = Constraints::default();
     if let Some(plan) = &args.plan {
-        let (_, policy) = crate::tune::plan::PlanFile::load(&plan.display().to_string())?;
+        let (pf, policy) = crate::tune::plan::PlanFile::load(&plan.display().to_string())?;
+        let c = &pf.constraints;
+        limits = Constraints {
+            min_success: c.min_success,
+            max_cpu: c.max_cpu_pct,
+            max_disconnect: c.max_disconnect,
+            max_blast: c.max_blast,
+            confidence: c.confidence,
+        };
         entries.push(("plan".into(), policy));
     }
     for name in &args.policies {
@@ -48,11 +60,17 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
         ));
     }
     println!(
-        "Mean over seeds {first}..{last} with 95% CI; blast radius under defect_rate = {}.\n",
+        "Mean over seeds {first}..{last} with 95% CI; blast radius under defect_rate = {}.",
         args.bad_release
     );
-    println!("| | success | peak CPU | disconnects | manual | makespan | blast radius |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "Within limits: rollouts with success ≥ {}, peak CPU ≤ {}%, disconnects ≤ {} (good release) and blast radius ≤ {} (bad release), with a 95% Clopper–Pearson interval.\n",
+        limits.min_success, limits.max_cpu, limits.max_disconnect, limits.max_blast
+    );
+    println!(
+        "| | within limits | success | peak CPU | disconnects | manual | makespan | blast radius |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, policy) in &entries {
         let run = |s: &scenario::Scenario| -> Vec<Summary> {
             (first..=last)
@@ -72,8 +90,20 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
                 d = digits
             )
         };
+        let mut passes = Passes::default();
+        for (bad, rs) in [(false, &g), (true, &b)] {
+            for s in rs {
+                limits.tally(&mut passes, bad, &values(s));
+            }
+        }
+        let within = |t: Tally| {
+            let (lo, hi) = cp95(t.k, t.n);
+            format!("{}/{} [{:.1}–{:.1}%]", t.k, t.n, lo * 100.0, hi * 100.0)
+        };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} · {} | {} | {} | {} | {} | {} | {} |",
+            within(passes.good),
+            within(passes.bad),
             cell(est(&g, &|s| s.success_rate), 100.0, "%", 1),
             cell(est(&g, &|s| s.peak_mgmt_cpu_pct), 1.0, "%", 1),
             cell(est(&g, &|s| s.disconnect_rate), 100.0, "%", 2),

@@ -69,5 +69,14 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     } else {
         print!("{}", outcome.summary.human());
     }
+    if args.explain {
+        // With --json the JSON stays alone on stdout.
+        let text = outcome.summary.explain();
+        if args.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
     Ok(())
 }

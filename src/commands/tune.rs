@@ -3,7 +3,8 @@
 
 use crate::cli::TuneArgs;
 use crate::error::Failure;
-use crate::sweep::representatives::{self, Constraints};
+use crate::sweep::constraints::Constraints;
+use crate::sweep::representatives;
 use crate::tune::{self, TuneOptions};
 
 pub fn run(args: &TuneArgs) -> Result<(), Failure> {
@@ -20,14 +21,28 @@ pub fn run(args: &TuneArgs) -> Result<(), Failure> {
     in_unit("max-cpu", args.max_cpu, 100.0)?;
     in_unit("max-disconnect", args.max_disconnect, 1.0)?;
     in_unit("max-blast", args.max_blast, 1e9)?;
+    in_unit("confidence", args.confidence, 1.0)?;
+    if args.confidence >= 1.0 {
+        return Err(Failure::input(
+            "--confidence must be below 1: no finite number of rollouts proves that every rollout meets the limits",
+        ));
+    }
+    if args.prediction_replications < 2 {
+        return Err(Failure::input(
+            "--prediction-replications must be at least 2",
+        ));
+    }
     let options = TuneOptions {
         constraints: Constraints {
             min_success: args.min_success,
             max_cpu: args.max_cpu,
             max_disconnect: args.max_disconnect,
             max_blast: args.max_blast,
+            confidence: args.confidence,
         },
         extra_replications: args.extra_replications,
+        max_replications: args.max_replications,
+        prediction_replications: args.prediction_replications,
         candidates: args.candidates.max(1),
         rounds: args.rounds,
         threads: super::threads(args.threads)?,
@@ -76,11 +91,21 @@ pub fn run(args: &TuneArgs) -> Result<(), Failure> {
     super::write_file(&args.sweep_dir.join("plan_cpu_band.csv"), &bytes)?;
     println!("plan: {}", t.plan.name);
     println!(
-        "runs: {} in the sweep + {} in refinement ({} configurations raced or searched)",
-        t.sweep_runs, t.refinement_runs, t.evaluated
+        "runs: {} in the sweep + {} in refinement ({} configurations raced or searched) + {} on fresh seeds",
+        t.sweep_runs, t.refinement_runs, t.evaluated, t.prediction_runs
     );
+    for alt in &t.plan.alternatives {
+        println!(
+            "tied on makespan: {} ({:.2} h; within limits ≥ {:.1}%)",
+            alt.name,
+            alt.makespan_s.mean / 3600.0,
+            alt.within_limits_lower * 100.0
+        );
+    }
     println!();
     print!("{}", tune::comparison(&t));
+    println!();
+    print!("{}", tune::predictions(&t.plan.predicted));
     println!();
     println!("wrote {}", args.plan.display());
     Ok(())

@@ -296,6 +296,9 @@ pub struct Engine {
     held: BinaryHeap<Reverse<(Time, u32)>>,
     /// Gateways whose status changed since the last `take_changed`, when someone watches.
     changed: Option<Vec<u32>>,
+    /// `poll_timeout`'s answer until the next input: drivers ask after every event, and most
+    /// events are not the engine's.
+    next_timeout: Option<Option<Time>>,
 }
 
 impl Engine {
@@ -352,6 +355,7 @@ impl Engine {
             halted: None,
             health_failures: 0,
             changed: None,
+            next_timeout: None,
             maintenance,
             held: BinaryHeap::new(),
             deferred_by: [0; 6],
@@ -448,6 +452,18 @@ impl Engine {
             .then_some(stage)
     }
 
+    /// The wave a gateway belongs to now (deferred gateways may have moved on).
+    pub fn wave_of(&self, gw: u32) -> usize {
+        self.gws[gw as usize].wave as usize
+    }
+
+    /// When wave `w` was released, reached its gate, and completed (if it has).
+    pub fn wave_times(&self, w: usize) -> (Option<Time>, Option<Time>, Option<Time>) {
+        self.waves.get(w).map_or((None, None, None), |s| {
+            (s.released_at, s.gate_at, s.completed_at)
+        })
+    }
+
     pub fn waves_released(&self) -> usize {
         self.released
     }
@@ -460,6 +476,7 @@ impl Engine {
     /// The operator overrides a safety halt: gateways skipped by it wait again and the
     /// rollout goes on from where it stopped. Like every input, it is journaled and replayed.
     pub fn override_halt(&mut self, now: Time) {
+        self.next_timeout = None;
         self.now = self.now.max(now);
         if self.halted.take().is_none() {
             return;
@@ -499,6 +516,15 @@ impl Engine {
 
     /// The next time the engine wants `handle_timeout`, if any.
     pub fn poll_timeout(&mut self) -> Option<Time> {
+        if let Some(t) = self.next_timeout {
+            return t;
+        }
+        let t = self.compute_timeout();
+        self.next_timeout = Some(t);
+        t
+    }
+
+    fn compute_timeout(&mut self) -> Option<Time> {
         if self.is_done() {
             return None;
         }
@@ -517,6 +543,7 @@ impl Engine {
 
     /// Advances the engine's clock: fires due timers, releases waves, starts work.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.next_timeout = None;
         self.now = self.now.max(now);
         while let Some(&Reverse((t, g))) = self.timers.peek() {
             if t > self.now {
@@ -574,6 +601,7 @@ impl Engine {
 
     /// Feeds one observation at time `now`.
     pub fn handle(&mut self, now: Time, obs: Observation) {
+        self.next_timeout = None;
         self.now = self.now.max(now);
         match obs {
             Observation::Accepted { .. } => {}

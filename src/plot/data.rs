@@ -74,7 +74,7 @@ pub struct Band {
 pub struct PlanInfo {
     pub name: String,
     /// The constraints it was tuned under (drawn as limits on the charts).
-    pub constraints: crate::sweep::representatives::Constraints,
+    pub constraints: crate::sweep::constraints::Constraints,
     pub success: f64,
     pub makespan_s: f64,
     pub cpu: f64,
@@ -160,11 +160,12 @@ impl SweepData {
             }
             roles.insert("plan".into(), p.name.clone());
             Some(PlanInfo {
-                constraints: crate::sweep::representatives::Constraints {
+                constraints: crate::sweep::constraints::Constraints {
                     min_success: p.constraints.min_success,
                     max_cpu: p.constraints.max_cpu_pct,
                     max_disconnect: p.constraints.max_disconnect,
                     max_blast: p.constraints.max_blast,
+                    confidence: p.constraints.confidence,
                 },
                 name: p.name,
                 success: p.predicted.success_rate.mean,

@@ -100,7 +100,7 @@ fn sweep_charts(d: &SweepData, out: &Path) -> Vec<String> {
     let limits = d
         .plan
         .as_ref()
-        .map_or(crate::sweep::representatives::Constraints::default(), |p| {
+        .map_or(crate::sweep::constraints::Constraints::default(), |p| {
             p.constraints
         });
     let size_desc =

@@ -66,36 +66,36 @@ fn metric_cells(t: &Table, r: &[String]) -> String {
     )
 }
 
-/// The report's opening: which plan, why, and which constraint binds and by how much
-/// (each judged on the side of its interval that could break it, as the tuner does).
+/// The report's opening: which plan, why, and which limit binds and by how much (each judged
+/// at the plan's confidence: the rollout at that percentile of the fresh-seed predictions).
 fn recommendation(pf: &crate::tune::plan::PlanFile, seed_staged_makespan_s: Option<f64>) -> String {
     let c = &pf.constraints;
     let p = &pf.predicted;
-    // (name, predicted worst side, limit, slack as a fraction of the limit)
+    // (name, predicted worst side at 95%, limit, slack as a fraction of the limit)
     let margins = [
         (
             "success rate",
-            format!("{:.1}%", p.success_rate.ci95_lo * 100.0),
+            format!("{:.1}% (p05)", p.success_rate.p05 * 100.0),
             format!("at least {:.1}%", c.min_success * 100.0),
-            (p.success_rate.ci95_lo - c.min_success) / c.min_success,
+            (p.success_rate.p05 - c.min_success) / c.min_success,
         ),
         (
             "peak management CPU",
-            format!("{:.1}%", p.peak_mgmt_cpu_pct.ci95_hi),
+            format!("{:.1}% (p95)", p.peak_mgmt_cpu_pct.p95),
             format!("at most {:.0}%", c.max_cpu_pct),
-            (c.max_cpu_pct - p.peak_mgmt_cpu_pct.ci95_hi) / c.max_cpu_pct,
+            (c.max_cpu_pct - p.peak_mgmt_cpu_pct.p95) / c.max_cpu_pct,
         ),
         (
             "disconnect rate",
-            format!("{:.2}%", p.disconnect_rate.ci95_hi.max(0.0) * 100.0),
+            format!("{:.2}% (p95)", p.disconnect_rate.p95 * 100.0),
             format!("at most {:.1}%", c.max_disconnect * 100.0),
-            (c.max_disconnect - p.disconnect_rate.ci95_hi) / c.max_disconnect,
+            (c.max_disconnect - p.disconnect_rate.p95) / c.max_disconnect,
         ),
         (
             "blast radius of a bad release",
-            format!("{:.1} gateways", p.blast_radius.ci95_hi),
+            format!("{:.1} gateways (p95)", p.blast_radius.p95),
             format!("at most {:.0}", c.max_blast),
-            (c.max_blast - p.blast_radius.ci95_hi) / c.max_blast,
+            (c.max_blast - p.blast_radius.p95) / c.max_blast,
         ),
     ];
     let binding = margins
@@ -103,7 +103,7 @@ fn recommendation(pf: &crate::tune::plan::PlanFile, seed_staged_makespan_s: Opti
         .min_by(|a, b| a.3.total_cmp(&b.3))
         .map(|m| {
             format!(
-                "The constraint that binds is the {}: predicted {} against a limit of {}, a margin of {:.0}% of the limit.",
+                "The limit that binds is the {}: {} against a limit of {}, a margin of {:.0}% of the limit.",
                 m.0,
                 m.1,
                 m.2,
@@ -115,17 +115,33 @@ fn recommendation(pf: &crate::tune::plan::PlanFile, seed_staged_makespan_s: Opti
         .filter(|s| *s > 0.0)
         .map(|s| {
             format!(
-                " It finishes in {:.1} h where the seed's hand-made staged plan takes {:.1} h ({:.1}× faster).",
+                " It finishes in {:.1} h (p95 {:.1} h) where the seed's hand-made staged plan takes {:.1} h ({:.1}× faster).",
                 p.makespan_s.mean / 3600.0,
+                p.makespan_s.p95 / 3600.0,
                 s / 3600.0,
                 s / p.makespan_s.mean.max(1.0)
             )
         })
-        .unwrap_or_else(|| format!(" It finishes in {:.1} h.", p.makespan_s.mean / 3600.0));
+        .unwrap_or_else(|| {
+            format!(
+                " It finishes in {:.1} h (p95 {:.1} h).",
+                p.makespan_s.mean / 3600.0,
+                p.makespan_s.p95 / 3600.0
+            )
+        });
+    let w = &p.within_limits;
     format!(
-        "<h2>Recommendation</h2>\n<p id=\"recommendation\"><b>Run plan <code>{}</code>.</b> Of every configuration swept and raced, it is the fastest whose safety bounds hold on the unsafe side of their 95% intervals ({} replications).{speed} {binding}</p>\n",
+        "<h2>Recommendation</h2>\n<p id=\"recommendation\"><b>Run plan <code>{}</code>.</b> Of every configuration swept and raced, it is the fastest that keeps at least {:.0}% of its rollouts within every limit (one-sided {:.0}% Clopper–Pearson bound: {:.1}% on {} replications). On {} fresh seeds that the selection never saw, {} of {} rollouts stayed within every limit (95% CI {:.1}–{:.1}%).{speed} {binding}</p>\n",
         esc(&pf.name),
-        p.replications
+        c.confidence * 100.0,
+        c.bound_level * 100.0,
+        pf.selection.within_limits_lower * 100.0,
+        pf.selection.replications,
+        p.replications,
+        w.within,
+        w.rollouts,
+        w.ci95_lo * 100.0,
+        w.ci95_hi * 100.0,
     )
 }
 
@@ -180,8 +196,8 @@ Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} ru
         );
         let _ = writeln!(
             h,
-            "<caption style=\"caption-side:bottom;text-align:left\">Constraints (judged on the CI's unsafe side): success ≥ {}, CPU ≤ {}%, disconnects ≤ {}, blast radius ≤ {}. Runs: {} in the sweep, {} in refinement.</caption>",
-            pf.constraints.min_success, pf.constraints.max_cpu_pct, pf.constraints.max_disconnect, pf.constraints.max_blast, pf.runs.sweep, pf.runs.refinement
+            "<caption style=\"caption-side:bottom;text-align:left\">Limits, each to hold in at least {}% of rollouts: success ≥ {}, CPU ≤ {}%, disconnects ≤ {}, blast radius ≤ {}. The plan's row is predicted on {} fresh seeds. Runs: {} in the sweep, {} in refinement, {} for the prediction.</caption>",
+            pf.constraints.confidence * 100.0, pf.constraints.min_success, pf.constraints.max_cpu_pct, pf.constraints.max_disconnect, pf.constraints.max_blast, pf.predicted.replications, pf.runs.sweep, pf.runs.refinement, pf.runs.prediction
         );
     }
     for policy in ["seed-staged", "bulk"] {
@@ -242,15 +258,15 @@ Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} ru
         }
         h += "</table>\n";
     }
-    h += "<h2>Top configurations per family</h2>\n<p>Fastest first among those whose 95% CI meets success ≥ 0.97, CPU ≤ 50%, disconnects ≤ 0.02 and blast radius ≤ 10.</p>\n";
+    let d0 = crate::sweep::constraints::Constraints::default();
+    let _ = writeln!(
+        h,
+        "<h2>Top configurations per family</h2>\n<p>Fastest first among those the sweep cannot rule out: their fraction of rollouts within the default limits (success ≥ {}, CPU ≤ {}%, disconnects ≤ {}, blast radius ≤ {}) could still be {:.0}% or more (one-sided 95% Clopper–Pearson bound). The tuner then gives the leaders enough replications to decide.</p>",
+        d0.min_success, d0.max_cpu, d0.max_disconnect, d0.max_blast, d0.confidence * 100.0
+    );
     h += "<table><tr><th>configuration</th><th>success [95% CI]</th><th>peak CPU</th><th>disconnects</th><th>manual</th><th>makespan [95% CI]</th><th>blast radius</th></tr>\n";
     let s = &d.summary;
-    let safe = |r: &Vec<String>| {
-        s.num(r, "success_rate_ci95_lo").unwrap_or(0.0) >= 0.97
-            && s.num(r, "peak_mgmt_cpu_pct_ci95_hi").unwrap_or(100.0) <= 50.0
-            && s.num(r, "disconnect_rate_ci95_hi").unwrap_or(1.0) <= 0.02
-            && s.num(r, "blast_radius_ci95_hi").unwrap_or(1e9) <= 10.0
-    };
+    let safe = |r: &Vec<String>| s.num(r, "within_limits_upper").unwrap_or(0.0) >= d0.confidence;
     let mut families: Vec<&str> = s.rows.iter().filter_map(|r| s.get(r, "family")).collect();
     families.sort();
     families.dedup();
@@ -271,7 +287,7 @@ Sweep: {configs} configurations × {reps} replications × 2 releases = {runs} ru
             let mark = if safe(r) {
                 ""
             } else {
-                " <small class=\"no\">(misses a constraint)</small>"
+                " <small class=\"no\">(ruled out)</small>"
             };
             let _ = writeln!(
                 h,
@@ -308,14 +324,19 @@ fn regenerate(d: &SweepData, out: &Path) -> Result<String, Failure> {
         let (pf, _) = crate::tune::plan::PlanFile::load(&path.display().to_string())?;
         let c = &pf.constraints;
         lines.push(format!(
-            "stagger tune {} --plan {} --min-success {} --max-cpu {} --max-disconnect {} --max-blast {} --extra-replications {}",
+            "stagger tune {} --plan {} --min-success {} --max-cpu {} --max-disconnect {} --max-blast {} --confidence {} --extra-replications {} --max-replications {} --candidates {} --rounds {} --prediction-replications {}",
             q(&d.dir),
             q(path),
             c.min_success,
             c.max_cpu_pct,
             c.max_disconnect,
             c.max_blast,
-            pf.predicted.replications.saturating_sub(m.replications)
+            c.confidence,
+            pf.selection.extra_replications,
+            pf.selection.max_replications,
+            pf.selection.candidates,
+            pf.selection.rounds,
+            pf.predicted.replications
         ));
         plot += &format!(" --plan {}", q(path));
     }

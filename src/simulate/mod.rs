@@ -2,6 +2,7 @@
 //! the engine's commands to the world, in virtual time. The live driver is the same loop
 //! around a real backend. No policy logic lives here.
 
+pub mod breakdown;
 pub mod summary;
 pub mod timeline;
 
@@ -42,6 +43,7 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
     let mut timeline = opts
         .timeline_every
         .map(|every| Timeline::new(&mut world, &mut engine, every));
+    let mut critical = breakdown::Tracker::new(&mut world, &mut engine);
     let mut obs = Vec::new();
     let mut now = Time::ZERO;
     let mut wake: Option<Time> = None;
@@ -66,6 +68,12 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
                 engine.handle(now, o);
             }
         }
+        critical.update(
+            now,
+            &mut world,
+            &mut engine,
+            timeline.as_mut().map(Timeline::touched),
+        );
         if engine.is_done() && done_at.is_none() {
             done_at = Some(now);
         }
@@ -96,6 +104,8 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
                 let latency = world.service.latency_ms;
                 engine.handle(now, crate::engine::Observation::Latency { ms: latency });
                 if let Some(tl) = timeline.as_mut() {
+                    // The tracker sees every change first and hands it on.
+                    critical.update(now, &mut world, &mut engine, Some(tl.touched()));
                     tl.maybe_sample(now, &mut world, &mut engine);
                 }
             }
@@ -110,11 +120,18 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
     let end = done_at
         .unwrap_or(now)
         .max(world.counters.last_activity.min(now));
+    critical.update(
+        now.min(end),
+        &mut world,
+        &mut engine,
+        timeline.as_mut().map(Timeline::touched),
+    );
     if let Some(tl) = timeline.as_mut() {
         tl.sample(end, &mut world, &mut engine);
     }
+    let breakdown = critical.finish(&engine, end);
     Outcome {
-        summary: Summary::collect(name, seed, &world, &engine, end, truncated),
+        summary: Summary::collect(name, seed, &world, &engine, end, truncated, breakdown),
         timeline,
     }
 }

@@ -20,6 +20,8 @@ pub struct Summary {
     pub disconnect_rate: f64,
     pub peak_mgmt_cpu_pct: f64,
     pub makespan_s: f64,
+    /// Where the makespan went along the critical path (seconds; sums to `makespan_s`).
+    pub makespan_breakdown_s: std::collections::BTreeMap<String, f64>,
     pub blast_radius: u32,
     pub events: u64,
     pub halted: bool,
@@ -50,6 +52,7 @@ impl Summary {
         engine: &Engine,
         end: Time,
         truncated: bool,
+        breakdown: Vec<(String, f64)>,
     ) -> Summary {
         let n = world.gateways() as u32;
         let mut succeeded = 0;
@@ -80,6 +83,7 @@ impl Summary {
             disconnect_rate: round6(f64::from(disconnected) / f64::from(n.max(1))),
             peak_mgmt_cpu_pct: round6(world.service.peak_cpu_pct),
             makespan_s: end.secs(),
+            makespan_breakdown_s: breakdown.into_iter().collect(),
             blast_radius: c.defective_installs as u32,
             events: world.events(),
             halted: engine.halted().is_some(),
@@ -123,6 +127,28 @@ impl Summary {
                 m
             }),
         }
+    }
+
+    /// The makespan breakdown for people: largest part first, with shares and bars.
+    pub fn explain(&self) -> String {
+        let mut parts: Vec<(&String, &f64)> = self.makespan_breakdown_s.iter().collect();
+        parts.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+        let total = self.makespan_s.max(1e-9);
+        let mut s = format!(
+            "where the {:.2} h went (critical path: the gateway that finished last, and the wave releases before it)\n",
+            self.makespan_s / 3600.0
+        );
+        for (name, secs) in parts {
+            let share = secs / total;
+            s += &format!(
+                "  {name:<14} {:>8.2} h {:>9.0} s  {:>5.1}%  {}\n",
+                secs / 3600.0,
+                secs,
+                share * 100.0,
+                "#".repeat((share * 40.0).round() as usize)
+            );
+        }
+        s
     }
 
     /// A numeric field by name (see `sweep::run::RUN_METRICS`).

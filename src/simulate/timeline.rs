@@ -98,6 +98,12 @@ impl Timeline {
         }
     }
 
+    /// Gateways to reclassify at the next sample, for a tracker that drains the world's and
+    /// the engine's change lists first.
+    pub fn touched(&mut self) -> &mut Vec<u32> {
+        &mut self.touched
+    }
+
     pub fn maybe_sample(&mut self, now: Time, world: &mut World, engine: &mut Engine) {
         if now >= self.next {
             self.sample(now, world, engine);

@@ -1,5 +1,7 @@
-//! Per-configuration summaries with Student-t CIs, and the Pareto front.
+//! Per-configuration summaries: Student-t CIs of the means, per-rollout verdicts against the
+//! constraints, and the Pareto front.
 
+use super::constraints::{Constraints, Passes};
 use super::run::{metric_index, Record};
 use crate::stats::{Estimate, Running};
 
@@ -19,6 +21,7 @@ pub struct ConfigSummary {
     pub config: usize,
     pub n: usize,
     pub metrics: Vec<Estimate>,
+    pub passes: Passes,
 }
 
 impl ConfigSummary {
@@ -35,14 +38,18 @@ impl ConfigSummary {
 /// grows with configurations, not with runs.
 pub struct Aggregator {
     stats: Vec<[Running; SUMMARY_METRICS.len()]>,
+    passes: Vec<Passes>,
+    constraints: Constraints,
     columns: [usize; SUMMARY_METRICS.len()],
 }
 
 impl Aggregator {
-    pub fn new(configs: usize) -> Aggregator {
+    pub fn new(configs: usize, constraints: Constraints) -> Aggregator {
         let columns = SUMMARY_METRICS.map(|(m, _)| metric_index(m).unwrap_or(0));
         Aggregator {
             stats: vec![[Running::default(); SUMMARY_METRICS.len()]; configs],
+            passes: vec![Passes::default(); configs],
+            constraints,
             columns,
         }
     }
@@ -51,6 +58,8 @@ impl Aggregator {
         let Some(stats) = self.stats.get_mut(r.key.config) else {
             return;
         };
+        self.constraints
+            .tally(&mut self.passes[r.key.config], r.key.bad_release, &r.values);
         for (k, (_, from_bad)) in SUMMARY_METRICS.iter().enumerate() {
             if *from_bad == r.key.bad_release {
                 stats[k].add(r.values[self.columns[k]]);
@@ -65,13 +74,15 @@ impl Aggregator {
             .unwrap_or(0);
         self.stats
             .into_iter()
+            .zip(self.passes)
             .enumerate()
-            .map(|(config, st)| {
+            .map(|(config, (st, passes))| {
                 let metrics: Vec<Estimate> = st.iter().map(Running::estimate).collect();
                 ConfigSummary {
                     config,
                     n: metrics[n_good].n,
                     metrics,
+                    passes,
                 }
             })
             .collect()
@@ -79,10 +90,10 @@ impl Aggregator {
 }
 
 /// Summaries for configs `0..configs` from records, taken in index order.
-pub fn summarise(records: &[Record], configs: usize) -> Vec<ConfigSummary> {
+pub fn summarise(records: &[Record], configs: usize, c: Constraints) -> Vec<ConfigSummary> {
     let mut sorted: Vec<&Record> = records.iter().collect();
     sorted.sort_by_key(|r| r.key.index);
-    let mut agg = Aggregator::new(configs);
+    let mut agg = Aggregator::new(configs, c);
     sorted.into_iter().for_each(|r| agg.add(r));
     agg.finish()
 }

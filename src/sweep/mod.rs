@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod constraints;
 pub mod output;
 pub mod representatives;
 pub mod run;
@@ -134,7 +135,7 @@ fn complete(
     feed: impl FnOnce(&mut dyn FnMut(Record) -> Result<(), Failure>) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let mut w = runs_file(dir, p)?;
-    let mut agg = aggregate::Aggregator::new(p.configs.len());
+    let mut agg = aggregate::Aggregator::new(p.configs.len(), constraints::Constraints::default());
     feed(&mut |r: Record| {
         agg.add(&r);
         w.write(&r).map_err(csv_err(dir))

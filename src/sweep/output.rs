@@ -189,6 +189,16 @@ pub fn summary_csv(configs: &[Config], summaries: &[ConfigSummary]) -> Result<Ve
             format!("{m}_ci95_hi"),
         ]);
     }
+    // Per-rollout verdicts against the tuner's default limits (the weaker release).
+    header.extend(
+        [
+            "within_limits",
+            "bad_within_blast",
+            "within_limits_lower",
+            "within_limits_upper",
+        ]
+        .map(String::from),
+    );
     let rows = summaries
         .iter()
         .map(|s| {
@@ -204,6 +214,13 @@ pub fn summary_csv(configs: &[Config], summaries: &[ConfigSummary]) -> Result<Ve
             for e in &s.metrics {
                 row.extend([num(round(e.mean)), num(round(e.lo)), num(round(e.hi))]);
             }
+            let p = &s.passes;
+            row.extend([
+                p.good.k.to_string(),
+                p.bad.k.to_string(),
+                num(round(p.lower())),
+                num(round(p.good.upper().min(p.bad.upper()))),
+            ]);
             row
         })
         .collect();

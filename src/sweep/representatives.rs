@@ -5,44 +5,13 @@ use rayon::prelude::*;
 
 use super::aggregate::ConfigSummary;
 use super::config::Config;
+use super::constraints::Constraints;
 use super::run::{seed_for, Spec};
 use crate::engine::Family;
 use crate::scenario::Scenario;
 use crate::simulate::{self, Options, Timeline};
 use crate::stats::quantile;
 use crate::time::Time;
-
-/// Safety limits a configuration must meet, judged on the unsafe side of its CI.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Constraints {
-    pub min_success: f64,
-    pub max_cpu: f64,
-    pub max_disconnect: f64,
-    pub max_blast: f64,
-}
-
-impl Default for Constraints {
-    /// The seed's hand plan: 97% success, 45–50% CPU, < 2% disconnects; blast within 10.
-    fn default() -> Self {
-        Constraints {
-            min_success: 0.97,
-            max_cpu: 50.0,
-            max_disconnect: 0.02,
-            max_blast: 10.0,
-        }
-    }
-}
-
-impl Constraints {
-    /// Conservative: the CI bound on the unsafe side must meet each limit.
-    pub fn hold(&self, s: &ConfigSummary) -> bool {
-        s.n > 0
-            && s.get("success_rate").lo >= self.min_success
-            && s.get("peak_mgmt_cpu_pct").hi <= self.max_cpu
-            && s.get("disconnect_rate").hi <= self.max_disconnect
-            && s.get("blast_radius").hi <= self.max_blast
-    }
-}
 
 /// The fastest configuration of a family that meets `c`; failing that, the safest one.
 pub fn best_of_family(

@@ -9,7 +9,9 @@ use crate::engine::Policy;
 use crate::scenario::raw::RawPolicy;
 use crate::scenario::{locate, validate, InputError, Scenario};
 
-pub const FORMAT: u32 = 1;
+/// Format 2: per-rollout constraints, predictions from fresh seeds with percentiles, and
+/// the statistically tied alternatives.
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +23,12 @@ pub struct PlanFile {
     pub constraints: PlanConstraints,
     pub predicted: Predicted,
     pub runs: PlanRuns,
+    pub selection: Selection,
     pub policy: RawPolicy,
+    /// Plans statistically tied with this one on makespan, which the secondary criterion
+    /// ranked lower.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
     /// The scenario itself (its file as swept, before `scenario.sets`), last in the file, so
     /// the plan is self-contained: `simulate --plan` and `rollout` need nothing else. Plans
     /// without it read `scenario.path`.
@@ -39,6 +46,8 @@ pub struct PlanScenario {
     pub gateways: u32,
 }
 
+/// The limits, and the fraction of rollouts that must meet them (judged by a one-sided
+/// Clopper–Pearson bound at `bound_level`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConstraints {
@@ -46,20 +55,45 @@ pub struct PlanConstraints {
     pub max_cpu_pct: f64,
     pub max_disconnect: f64,
     pub max_blast: f64,
+    pub confidence: f64,
+    pub bound_level: f64,
 }
 
+/// A metric over fresh rollouts: its mean with a 95% interval, and its spread.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interval {
     pub mean: f64,
     pub ci95_lo: f64,
     pub ci95_hi: f64,
+    pub p05: f64,
+    pub p50: f64,
+    pub p95: f64,
 }
 
+/// How many of the fresh rollouts met the limits, with a two-sided 95% Clopper–Pearson
+/// interval on the fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fraction {
+    pub rollouts: u64,
+    pub within: u64,
+    pub fraction: f64,
+    pub ci95_lo: f64,
+    pub ci95_hi: f64,
+}
+
+/// Predictions from seeds that selection never saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Predicted {
     pub replications: u32,
+    /// Where those seeds come from, so anyone can re-run them.
+    pub seeds: String,
+    /// Good-release rollouts within the success, CPU and disconnect limits.
+    pub within_limits: Fraction,
+    /// Bad-release rollouts within the blast-radius limit.
+    pub bad_release_within_blast: Fraction,
     pub success_rate: Interval,
     pub peak_mgmt_cpu_pct: Interval,
     pub disconnect_rate: Interval,
@@ -73,6 +107,43 @@ pub struct Predicted {
 pub struct PlanRuns {
     pub sweep: u64,
     pub refinement: u64,
+    pub prediction: u64,
+}
+
+/// Why this plan: its evidence in selection, and the rule that picked it among ties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Replications (per release) behind the verdict.
+    pub replications: u64,
+    /// Lower bound on the fraction of rollouts within every limit (the weaker release).
+    pub within_limits_lower: f64,
+    pub makespan_s: MeanCi,
+    pub criterion: String,
+    /// The tune options that shaped the search, so that the plan can be made again.
+    pub extra_replications: u32,
+    pub max_replications: u32,
+    pub candidates: usize,
+    pub rounds: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeanCi {
+    pub mean: f64,
+    pub ci95_lo: f64,
+    pub ci95_hi: f64,
+}
+
+/// A plan tied with the chosen one on makespan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alternative {
+    pub name: String,
+    pub replications: u64,
+    pub within_limits_lower: f64,
+    pub makespan_s: MeanCi,
+    pub policy: RawPolicy,
 }
 
 impl PlanFile {
@@ -97,16 +168,25 @@ impl PlanFile {
             }
             e.in_file(path)
         };
-        let plan: PlanFile = crate::scenario::overrides::deserialize(&table).map_err(attach)?;
-        if plan.format != FORMAT {
-            return Err(attach(InputError::at_key(
-                "format",
-                format!(
-                    "plan format {} is not supported by this stagger (it reads format {FORMAT})",
-                    plan.format
-                ),
-            )));
+        // The format first: an older plan fails on it, not on the first field it lacks.
+        match table.get("format").and_then(toml::Value::as_integer) {
+            Some(f) if f == i64::from(FORMAT) => {}
+            Some(f) => {
+                return Err(attach(InputError::at_key(
+                    "format",
+                    format!(
+                        "plan format {f} is not supported by this stagger (it reads format {FORMAT}); tune the sweep again to write a current plan"
+                    ),
+                )))
+            }
+            None => {
+                return Err(attach(InputError::at_key(
+                    "format",
+                    "a plan needs an integer `format` (this stagger reads format 2)".to_string(),
+                )))
+            }
         }
+        let plan: PlanFile = crate::scenario::overrides::deserialize(&table).map_err(attach)?;
         let policy =
             validate::policy(&plan.policy, "policy", plan.scenario.gateways).map_err(attach)?;
         let mut plan = plan;
@@ -198,13 +278,47 @@ fn relative_path(dir: &Path, target: &Path) -> Option<String> {
     Some(rel.display().to_string())
 }
 
-impl From<crate::stats::Estimate> for Interval {
+impl From<crate::stats::Estimate> for MeanCi {
     fn from(e: crate::stats::Estimate) -> Self {
         let r = crate::sweep::output::round;
-        Interval {
+        MeanCi {
             mean: r(e.mean),
             ci95_lo: r(e.lo),
             ci95_hi: r(e.hi),
+        }
+    }
+}
+
+impl Interval {
+    /// From per-rollout values; `range` clamps the interval into the metric's range (rates
+    /// in [0, 1], counts and times at least 0), where a t-interval could leave it.
+    pub fn of(xs: &[f64], range: (f64, f64)) -> Interval {
+        let r = crate::sweep::output::round;
+        let e = crate::stats::mean_ci95(xs);
+        let mut sorted = xs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let q = |p| r(crate::stats::quantile(&sorted, p));
+        Interval {
+            mean: r(e.mean),
+            ci95_lo: r(e.lo.clamp(range.0, range.1)),
+            ci95_hi: r(e.hi.clamp(range.0, range.1)),
+            p05: q(0.05),
+            p50: q(0.5),
+            p95: q(0.95),
+        }
+    }
+}
+
+impl From<crate::sweep::constraints::Tally> for Fraction {
+    fn from(t: crate::sweep::constraints::Tally) -> Self {
+        let r = crate::sweep::output::round;
+        let (lo, hi) = crate::stats::cp95(t.k, t.n);
+        Fraction {
+            rollouts: t.n,
+            within: t.k,
+            fraction: r(t.fraction()),
+            ci95_lo: r(lo),
+            ci95_hi: r(hi),
         }
     }
 }
