@@ -42,6 +42,11 @@ pub enum Command {
         after_help = "Examples:\n  stagger tune results/seed-200 --plan results/seed-200/plan.toml\n  stagger tune results/seed-200 --min-success 0.98 --max-cpu 40 --plan strict.toml\n  stagger tune results/seed-200 --confidence 0.99 --plan careful.toml"
     )]
     Tune(TuneArgs),
+    /// Rank scenario values by their effect on each metric (Morris elementary effects)
+    #[command(
+        after_help = "Examples:\n  stagger sensitivity scenarios/seed-200.toml --policy bulk\n  stagger sensitivity scenarios/seed-200.toml --policy seed-staged --trajectories 20 --seeds 8 --top 8"
+    )]
+    Sensitivity(SensitivityArgs),
     /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
     #[command(after_help = "Examples:\n  stagger calibrate scenarios/seed-200.toml")]
     Calibrate(CalibrateArgs),
@@ -429,6 +434,33 @@ pub struct TuneArgs {
     /// Worker threads (default: all cores)
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct SensitivityArgs {
+    /// Scenario file (TOML); its [uncertainty] table gives the factors and their ranges
+    pub scenario: PathBuf,
+    /// Policy to study (default: the scenario's default policy)
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Morris trajectories (each costs factors + 1 evaluations)
+    #[arg(long, default_value_t = 10)]
+    pub trajectories: usize,
+    /// Seeds averaged per evaluation (the same seeds everywhere)
+    #[arg(long, default_value_t = 4)]
+    pub seeds: u64,
+    /// Without [uncertainty], each number of the fleet's sections varies by ± this fraction
+    #[arg(long, default_value_t = 0.2)]
+    pub spread: f64,
+    /// Factors shown per metric
+    #[arg(long, default_value_t = 6)]
+    pub top: usize,
+    /// Seed of the Morris design
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Override a scenario key by dotted path; VALUE is TOML (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

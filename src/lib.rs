@@ -20,6 +20,7 @@ pub mod live;
 pub mod plot;
 pub mod progress;
 pub mod scenario;
+pub mod sensitivity;
 pub mod sim;
 pub mod simulate;
 pub mod stats;

@@ -357,3 +357,168 @@ fn the_makespan_breakdown_sums_to_the_makespan_and_matches_the_policy() {
         "{out}"
     );
 }
+
+/// seed-200 with `[uncertainty]` appended.
+fn uncertain_scenario(dir: &std::path::Path, table: &str) -> String {
+    let base = std::fs::read_to_string(seed_scenario()).unwrap();
+    write(
+        dir,
+        "uncertain.toml",
+        &format!("{base}\n[uncertainty]\n{table}\n"),
+    )
+}
+
+#[test]
+fn uncertain_values_are_drawn_once_per_seed_for_every_policy() {
+    let d = tempfile::tempdir().unwrap();
+    let s = uncertain_scenario(
+        d.path(),
+        r#""failures.install_failure_rate" = { dist = "uniform", min = 0.01, max = 0.04 }
+"service.max_concurrent_ops" = { dist = "uniform", min = 40, max = 60 }"#,
+    );
+    let drawn = |policy: &str, seed: u32| {
+        let v = json(&[
+            "simulate",
+            &s,
+            "--policy",
+            policy,
+            "--seed",
+            &seed.to_string(),
+            "--json",
+        ]);
+        let u = &v["uncertain"];
+        (
+            u["failures.install_failure_rate"].as_f64().unwrap(),
+            u["service.max_concurrent_ops"].as_f64().unwrap(),
+        )
+    };
+    // Common random numbers: one draw per seed, whatever the policy.
+    assert_eq!(drawn("bulk", 5), drawn("pipelined", 5));
+    let draws: Vec<(f64, f64)> = (1..=60).map(|seed| drawn("fixed", seed)).collect();
+    assert!(draws
+        .iter()
+        .all(|(r, c)| (0.01..=0.04).contains(r) && (40.0..=60.0).contains(c) && c.fract() == 0.0));
+    // Uniform on [0.01, 0.04]: mean 0.025, sd 0.00866; 60 draws give a standard error of
+    // 0.0011, so 4 of them is a failure by chance once in ten thousand.
+    let mean = draws.iter().map(|d| d.0).sum::<f64>() / 60.0;
+    assert!(
+        (mean - 0.025).abs() < 4.0 * 0.00866 / 60f64.sqrt(),
+        "mean {mean}"
+    );
+    let distinct: std::collections::BTreeSet<u64> = draws.iter().map(|d| d.0.to_bits()).collect();
+    assert!(distinct.len() > 50, "seeds draw afresh");
+    // A scenario without the table reports no draw.
+    let plain = json(&[
+        "simulate",
+        &seed_scenario(),
+        "--policy",
+        "fixed",
+        "--seed",
+        "5",
+        "--json",
+    ]);
+    assert!(plain.get("uncertain").is_none());
+}
+
+#[test]
+fn uncertainty_tables_are_checked_key_by_key() {
+    let d = tempfile::tempdir().unwrap();
+    for (table, expect) in [
+        (
+            r#""service.nope" = { dist = "uniform", min = 1, max = 2 }"#,
+            "not set in the scenario",
+        ),
+        (
+            r#""policies.bulk.max_concurrent" = 5"#,
+            "not a value of the fleet",
+        ),
+        (
+            r#""fleet.regions" = { dist = "uniform", min = 1, max = 2 }"#,
+            "single number",
+        ),
+        (
+            r#""failures.install_failure_rate" = { dist = "uniform", min = 0.01, max = 2 }"#,
+            "at 2, the scenario is invalid",
+        ),
+        (
+            r#""service.cpu_base_pct" = { dist = "normal", mean = 9, sd = 1 }"#,
+            "bounded",
+        ),
+    ] {
+        let s = uncertain_scenario(d.path(), table);
+        let o = run(&["simulate", &s, "--policy", "fixed"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{table}: {err}");
+        assert!(
+            err.contains("uncertainty.") && err.contains(expect),
+            "{table}: {err}"
+        );
+    }
+}
+
+#[test]
+fn sensitivity_ranks_the_factor_that_matters_first_and_gives_inert_ones_zero() {
+    let d = tempfile::tempdir().unwrap();
+    // The fixed policy is download-bound; with faults off, fault rates and the busy CPU level
+    // (fixed runs no pre-checks) cannot move anything.
+    let s = uncertain_scenario(
+        d.path(),
+        r#""failures.chunk_failure_rate" = { dist = "uniform", min = 0.001, max = 0.01 }
+"fleet.busy_cpu_pct" = { dist = "uniform", min = 30, max = 60 }
+"firmware.size_mb" = { dist = "uniform", min = 100, max = 200 }"#,
+    );
+    let o = run(&[
+        "sensitivity",
+        &s,
+        "--policy",
+        "fixed",
+        "--set",
+        "failures.enabled=false",
+        "--trajectories",
+        "4",
+        "--seeds",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let section = |metric: &str| -> Vec<(String, f64)> {
+        out.split(&format!("### {metric}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {metric}: {out}"))
+            .lines()
+            .take_while(|l| !l.starts_with("### "))
+            .filter(|l| l.starts_with("| ") && l.contains('`'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    cells[2].trim_matches('`').to_string(),
+                    cells[4].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // A bigger image takes longer, and past the fixed policy's 1200 s operation timeout it
+    // also fails gateways: the image size is first for both, the others are exactly zero.
+    for (metric, least) in [("makespan_s", 100.0), ("success_rate", 0.01)] {
+        let ranked = section(metric);
+        assert_eq!(ranked[0].0, "firmware.size_mb", "{out}");
+        assert!(ranked[0].1 > least, "{metric}: {out}");
+        for (factor, mu_star) in &ranked[1..] {
+            assert_eq!(*mu_star, 0.0, "{factor} is inert for {metric}: {out}");
+        }
+    }
+    // The same design twice gives the same bytes.
+    let again = run(&[
+        "sensitivity",
+        &s,
+        "--policy",
+        "fixed",
+        "--set",
+        "failures.enabled=false",
+        "--trajectories",
+        "4",
+        "--seeds",
+        "2",
+    ]);
+    assert_eq!(out, stdout(&again));
+}

@@ -7,6 +7,7 @@ pub mod emulate;
 pub mod preflight;
 pub mod review;
 pub mod rollout;
+pub mod sensitivity;
 pub mod simulate;
 pub mod status;
 pub mod sweep;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
+        Command::Sensitivity(args) => sensitivity::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Rollout(args) => rollout::run(&args),
         Command::Status(args) => status::run(&args),

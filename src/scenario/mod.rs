@@ -7,6 +7,7 @@ pub mod grid;
 pub mod locate;
 pub mod overrides;
 pub mod raw;
+pub mod uncertainty;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,10 @@ pub struct Scenario {
     pub sweep: Option<raw::RawSweep>,
     /// The merged document (after `--set`), for sweeps that vary it.
     pub document: toml::Table,
+    /// Values the scenario is unsure of, drawn per replication (`[uncertainty]`).
+    pub uncertainty: Vec<uncertainty::Uncertain>,
+    /// The values drawn for this run, when this scenario is one draw of its uncertainty.
+    pub drawn: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,5 +177,7 @@ pub fn from_text(text: &str, path: &str, sets: &[String]) -> Result<Scenario, In
         .in_file(path));
     }
     let raw: raw::RawScenario = overrides::deserialize(&table).map_err(attach)?;
-    validate::scenario(raw, table).map_err(attach)
+    let s = validate::scenario(raw, table).map_err(attach)?;
+    uncertainty::check_extremes(&s).map_err(attach)?;
+    Ok(s)
 }

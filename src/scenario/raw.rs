@@ -28,6 +28,10 @@ pub struct RawScenario {
     /// Maintenance windows: every policy without its own `maintenance` takes these, and the
     /// simulated gateways hold installs until their window.
     pub maintenance: Option<RawMaintenance>,
+    /// Model uncertainty: dotted keys of numeric scenario values, each with a distribution
+    /// drawn once per replication (the same draw for every policy on that seed).
+    #[schemars(with = "Option<BTreeMap<String, DistSchema>>")]
+    pub uncertainty: Option<BTreeMap<String, Value>>,
 }
 
 /// Daily maintenance windows per region, in which installs may start.

@@ -141,6 +141,7 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
         validate_sweep(sweep, &document, &raw_policies, fleet.gateways)?;
     }
     let fingerprint = fingerprint(&document);
+    let uncertainty = super::uncertainty::parse(raw.uncertainty.as_ref(), &document)?;
     Ok(Scenario {
         name: raw.meta.name.clone().unwrap_or_else(|| "scenario".into()),
         description: raw.meta.description.clone().unwrap_or_default(),
@@ -157,6 +158,8 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
         default_policy,
         sweep: raw.sweep,
         document,
+        uncertainty,
+        drawn: Vec::new(),
     })
 }
 

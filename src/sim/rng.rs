@@ -15,6 +15,7 @@ pub enum Purpose {
     Profile = 1,
     Luck = 2,
     Service = 3,
+    Uncertainty = 4,
 }
 
 /// Derives a 64-bit seed from parts by chained mixing.

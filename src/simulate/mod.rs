@@ -29,6 +29,9 @@ pub struct Outcome {
 
 /// Runs `policy` named `name` on `scenario` with `seed`.
 pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &Options) -> Outcome {
+    // This replication's draw of the scenario's uncertain values.
+    let scenario = crate::scenario::uncertainty::for_seed(scenario, seed);
+    let scenario: &Scenario = &scenario;
     let mut world = World::new(scenario, seed);
     let mut policy = policy.clone();
     if let Some(m) = policy.maintenance.as_mut() {

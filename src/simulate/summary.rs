@@ -39,6 +39,9 @@ pub struct Summary {
     pub scenario: String,
     /// Pre-check deferrals by reason.
     pub deferred_by: std::collections::BTreeMap<String, u32>,
+    /// The values this run drew for the scenario's `[uncertainty]` keys.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub uncertain: std::collections::BTreeMap<String, f64>,
     /// The engine's view per status, when a run did not finish (for diagnosis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unfinished: Option<std::collections::BTreeMap<String, u32>>,
@@ -103,6 +106,12 @@ impl Summary {
                 .iter()
                 .zip(engine.deferrals())
                 .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            uncertain: world
+                .scenario
+                .drawn
+                .iter()
+                .map(|(k, v)| (k.clone(), round6(*v)))
                 .collect(),
             unfinished: truncated.then(|| {
                 let names = [
