@@ -169,7 +169,7 @@ pub struct RolloutArgs {
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub poll_s: f64,
     /// Run although the backend lacks this signal, leaving the plan's rules that need it blind
-    /// (repeat for each: prechecks, health, throttling, cancel)
+    /// (repeat for each: prechecks, health, throttling, cancel, download-progress)
     #[arg(long, value_enum, value_name = "SIGNAL")]
     pub accept_missing: Vec<crate::live::signals::Signal>,
     /// Go on after a safety halt recorded in the journal; names the halt's kind
@@ -425,6 +425,18 @@ pub struct TuneArgs {
     /// Fresh replications behind the plan's predictions (seeds the selection never used)
     #[arg(long, default_value_t = 200)]
     pub prediction_replications: u32,
+    /// Tune for this backend: only configurations whose safety rules it can feed
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// With --backend: a signal it lacks that rules may still need (they will run blind, as
+    /// `rollout --accept-missing` allows); repeatable
+    #[arg(
+        long = "accept-missing",
+        value_enum,
+        value_name = "SIGNAL",
+        requires = "backend"
+    )]
+    pub accept_missing: Vec<crate::live::signals::Signal>,
     /// The race takes candidates fastest first until this many are shown acceptable
     #[arg(long, default_value_t = 3)]
     pub candidates: usize,

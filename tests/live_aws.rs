@@ -240,7 +240,7 @@ fn ministack_killed_at_ten_moments_then_finished_updates_every_thing_once() {
     let aws = ministack();
     let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 40);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     let failing = ["gw-007", "gw-021"];
     let _fleet = fleet(&aws.upstream, &inv, "gw-007,gw-021");
     let journal = d.path().join("journal.jsonl");
@@ -305,7 +305,7 @@ fn ministack_writes_answered_500_or_too_late_lose_and_double_nothing() {
     let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 40);
     // Small batches, so that many jobs are created through the flaky proxy.
-    let tuned = std::fs::read_to_string(tuned_plan(d.path())).unwrap();
+    let tuned = std::fs::read_to_string(tuned_plan(d.path(), "aws-iot-jobs")).unwrap();
     // The tuned plan with its policy swapped, its embedded scenario kept.
     let cut = tuned.find("[policy]").unwrap();
     let embedded = tuned.find("\n[embedded_scenario").unwrap();
@@ -350,7 +350,7 @@ fn ministack_dry_run_creates_no_job() {
     let aws = ministack();
     let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 12);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     let o = rollout(&plan, &inv, &endpoint, &d.path().join("j.jsonl"), false)
         .output()
         .unwrap();
@@ -441,7 +441,7 @@ fn ministack_shadows_hold_back_low_battery_things_until_they_charge() {
     let aws = ministack();
     let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 20);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     assert!(
         std::fs::read_to_string(&plan)
             .unwrap()
@@ -512,7 +512,7 @@ fn ministack_a_bad_release_halts_at_the_defect_rule() {
     let aws = ministack();
     let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 30);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     let (plan_file, _) = stagger::tune::plan::PlanFile::load(plan.to_str().unwrap()).unwrap();
     let _fleet = fleet_with(&aws.upstream, &inv, "", &["firmware.defect_rate=1"]);
     let journal = d.path().join("j.jsonl");
@@ -560,7 +560,7 @@ fn ministack_a_thing_that_never_plays_ends_unreachable_and_the_rollout_ends() {
     let aws = ministack();
     let endpoint = aws.endpoint.clone();
     let inv = inventory(d.path(), 20);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     // The plan gives a device 30 minutes to pick its job up.
     let text = std::fs::read_to_string(&plan).unwrap();
     let with_timeout = text.replacen("\n[policy]\n", "\n[policy]\nqueue_timeout_s = 1800.0\n", 1);
@@ -646,7 +646,7 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
 fn ministack_rehearsals_of_the_tuned_plan_agree_with_its_prediction() {
     const N: usize = 60;
     let d = tempfile::tempdir().unwrap();
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     let predicted = simulated(&plan, N, 1..41);
     let band = |i: usize| {
         let v: Vec<f64> = predicted
@@ -721,7 +721,7 @@ fn ministack_preflight_finds_a_missing_thing_through_the_verifier() {
     let d = tempfile::tempdir().unwrap();
     let aws = ministack();
     let inv = inventory(d.path(), 4);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "aws-iot-jobs");
     let mut c = client(&aws.endpoint);
     for i in 0..3 {
         c.call(
@@ -770,7 +770,7 @@ fn ministack_preflight_finds_a_missing_thing_through_the_verifier() {
 /// The tuned plan with maintenance windows: north and east 01:00–05:00 at UTC+1, south and
 /// west 02:00–05:00 at UTC−5, and a lead of a whole day so that nothing waits for real time.
 fn windowed_plan(dir: &Path, regions: &str) -> PathBuf {
-    let plan = tuned_plan(dir);
+    let plan = tuned_plan(dir, "aws-iot-jobs");
     let mut text = std::fs::read_to_string(&plan).unwrap();
     text += &format!(
         "\n[policy.maintenance]\nlead_h = 24.0\n\n[[policy.maintenance.windows]]\nregions = {regions}\nstart = \"01:00\"\nutc_offset_h = 1.0\nduration_h = 4.0\n\n[[policy.maintenance.windows]]\nregions = [\"south\", \"west\"]\nstart = \"02:00\"\nutc_offset_h = -5.0\nduration_h = 3.0\n"

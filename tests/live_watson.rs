@@ -134,7 +134,7 @@ fn strict_emulator(inv: &Path, extra: &[&str]) -> Emulator {
 fn killed_at_ten_moments_then_finished_updates_each_gateway_once() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 60);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let failing = ["gw-007", "gw-021"];
     let emu = strict_emulator(&inv, &["--fail", "gw-007,gw-021"]);
     let journal = d.path().join("journal.jsonl");
@@ -235,7 +235,7 @@ fn a_halted_rollout_stays_halted_until_overridden() {
 fn a_second_executor_on_the_same_journal_is_refused_at_once() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 24);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &[]);
     let journal = d.path().join("j.jsonl");
     let mut first = rollout(&plan, &inv, &emu.endpoint, &journal, true)
@@ -269,7 +269,7 @@ fn a_second_executor_on_the_same_journal_is_refused_at_once() {
 fn accepted_posts_answered_500_or_too_late_lose_and_double_nothing() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 60);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(
         &inv,
         &["--faults", "post500=0.3,postslow=0.1", "--seed", "3"],
@@ -288,7 +288,7 @@ fn accepted_posts_answered_500_or_too_late_lose_and_double_nothing() {
 fn a_shortened_or_deleted_journal_updates_nobody_twice() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 24);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &["--fail", "gw-005"]);
     let journal = d.path().join("j.jsonl");
     let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
@@ -326,7 +326,7 @@ fn a_shortened_or_deleted_journal_updates_nobody_twice() {
 fn a_dry_run_creates_nothing() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 40);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = Emulator::start(&inv, &[]);
     let journal = d.path().join("j.jsonl");
     let o = rollout(&plan, &inv, &emu.endpoint, &journal, false)
@@ -374,7 +374,7 @@ fn a_dry_run_creates_nothing() {
 /// Overlapping batches with no retries, so that a failing canary halts with later
 /// batches in flight.
 fn halting_plan(dir: &Path) -> std::path::PathBuf {
-    let plan_text = std::fs::read_to_string(tuned_plan(dir)).unwrap();
+    let plan_text = std::fs::read_to_string(tuned_plan(dir, "watson-iot")).unwrap();
     let cut = plan_text.find("[policy]").unwrap();
     let plan_text = format!(
         "{}[policy]\nfamily = \"pipelined\"\nbatch_size = 10\nmax_concurrent = 40\ngate = {{ fraction = 0.1, state = \"downloaded\" }}\nretry = {{ max_attempts = 1 }}\nrollback = {{ below = 0.7 }}\n",
@@ -389,7 +389,7 @@ fn halting_plan(dir: &Path) -> std::path::PathBuf {
 fn injected_faults_are_survived_without_double_triggers() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 24);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let faults = "429=0.1,500=0.05,503=0.05,reset=0.05,garbage=0.05,slow=0.03";
     let emu = Emulator::start(&inv, &["--faults", faults, "--seed", "5"]);
     let o = rollout(&plan, &inv, &emu.endpoint, &d.path().join("j.jsonl"), true)
@@ -433,7 +433,7 @@ fn injected_faults_are_survived_without_double_triggers() {
 #[test]
 fn bad_inventories_and_plans_exit_2() {
     let d = tempfile::tempdir().unwrap();
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let journal = d.path().join("j.jsonl");
     for (name, text, expect) in [
         ("missing column", "id,type_id\na,gw\n", "device_id"),
@@ -533,7 +533,7 @@ fn bad_inventories_and_plans_exit_2() {
 fn ctrl_c_stops_cleanly_and_prints_the_resume_command() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 40);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = Emulator::start(&inv, &[]);
     let journal = d.path().join("j.jsonl");
     let child = rollout(&plan, &inv, &emu.endpoint, &journal, true)
@@ -571,7 +571,7 @@ fn ctrl_c_stops_cleanly_and_prints_the_resume_command() {
 fn rules_the_backend_cannot_feed_are_refused_unless_accepted_by_name() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 12);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let text = std::fs::read_to_string(&plan).unwrap();
     assert!(
         text.contains("min_battery_pct") && text.contains("[policy.defect_halt]"),
@@ -640,7 +640,7 @@ fn set_battery(endpoint: &str, device: &str, pct: f64, register: bool) {
 fn device_metadata_holds_back_low_battery_devices_until_they_charge() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 16);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &[]);
     let low = ["gw-001", "gw-002", "gw-003"];
     for i in 0..16 {
@@ -701,7 +701,7 @@ fn device_metadata_holds_back_low_battery_devices_until_they_charge() {
 fn only_and_exclude_narrow_the_target_set() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 12);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &[]);
     let exclude = d.path().join("exclude.txt");
     std::fs::write(&exclude, "# on site for repairs\ngw-004\n").unwrap();
@@ -765,7 +765,7 @@ fn only_and_exclude_narrow_the_target_set() {
 fn preflight_names_each_failed_check_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 6);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &[]);
     for i in 0..5 {
         set_battery(&emu.endpoint, &format!("gw-{i:03}"), 90.0, true);
@@ -833,7 +833,7 @@ fn preflight_names_each_failed_check_and_changes_nothing() {
 fn an_approval_gate_holds_after_the_canary_until_approved() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 12);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &[]);
     let journal = d.path().join("j.jsonl");
     let j = journal.to_str().unwrap();
@@ -887,7 +887,7 @@ fn an_approval_gate_holds_after_the_canary_until_approved() {
 fn update_requests_wait_for_the_maintenance_window() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 6);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     // A window opening about 90 plan-minutes from now (9 s of wall time at 600×), 20 hours
     // long, with a day's lead: downloads may start at once, updates only in the window.
     let now_min = std::time::SystemTime::now()
@@ -960,7 +960,7 @@ fn on_a_terminal(c: &Command) -> String {
 fn log_lines_leave_no_stale_progress_frame_on_a_terminal() {
     let d = tempfile::tempdir().unwrap();
     let inv = inventory(d.path(), 12);
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let emu = strict_emulator(&inv, &[]);
     let c = rollout(&plan, &inv, &emu.endpoint, &d.path().join("j.jsonl"), true);
     let out = on_a_terminal(&c);

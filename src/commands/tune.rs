@@ -46,6 +46,15 @@ pub fn run(args: &TuneArgs) -> Result<(), Failure> {
         candidates: args.candidates.max(1),
         rounds: args.rounds,
         threads: super::threads(args.threads)?,
+        backend: args.backend.map(|b| {
+            let mut provided = super::rollout::signals_of(b).to_vec();
+            provided.extend_from_slice(&args.accept_missing);
+            let mut name = super::rollout::backend_name(b).to_string();
+            for s in &args.accept_missing {
+                name += &format!(" --accept-missing {}", s.name());
+            }
+            (name, provided)
+        }),
     };
     let t = tune::tune(&args.sweep_dir, &options)?;
     let toml = t

@@ -15,6 +15,8 @@ pub enum Signal {
     Throttling,
     /// Stopping operations that were sent but have not started.
     Cancel,
+    /// A device reports its download finished before it installs (gates on `downloaded`).
+    DownloadProgress,
 }
 
 impl Signal {
@@ -24,6 +26,7 @@ impl Signal {
             Signal::Health => "health",
             Signal::Throttling => "throttling",
             Signal::Cancel => "cancel",
+            Signal::DownloadProgress => "download-progress",
         }
     }
 }
@@ -72,6 +75,19 @@ pub fn rules(policy: &Policy) -> Vec<Rule> {
             needs: Some(Signal::Throttling),
         });
     }
+    if let Some(g) = policy
+        .gate
+        .as_ref()
+        .filter(|g| g.state == crate::engine::policy::GateState::Downloaded)
+    {
+        r.push(Rule {
+            name: format!(
+                "next batch when {:.0}% of the current one has downloaded",
+                g.fraction * 100.0
+            ),
+            needs: Some(Signal::DownloadProgress),
+        });
+    }
     if let Some(b) = policy.rollback_below {
         r.push(Rule {
             name: format!("rollback below {:.0}% wave success", b * 100.0),
@@ -90,4 +106,47 @@ pub fn refused(policy: &Policy, provided: &[Signal], accepted: &[Signal]) -> Vec
             (!provided.contains(&s) && !accepted.contains(&s)).then_some((r, s))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_policy(name: &str) -> Policy {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/seed-200.toml");
+        crate::scenario::load(path, &[])
+            .unwrap()
+            .policy(name)
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn a_gate_on_downloads_needs_a_backend_that_reports_them() {
+        // pipelined gates on `downloaded`: AWS IoT Jobs sees one job per device, start to end.
+        let pipelined = seed_policy("pipelined");
+        let blind = refused(&pipelined, crate::live::aws::AwsJobs::SIGNALS, &[]);
+        assert!(
+            blind
+                .iter()
+                .any(|(r, s)| *s == Signal::DownloadProgress && r.name.contains("downloaded")),
+            "{blind:?}"
+        );
+        assert!(refused(
+            &pipelined,
+            crate::live::aws::AwsJobs::SIGNALS,
+            &[Signal::DownloadProgress]
+        )
+        .is_empty());
+        // Watson's firmware/download finishes before firmware/update is sent.
+        assert!(
+            !refused(&pipelined, crate::live::watson::Watson::SIGNALS, &[])
+                .iter()
+                .any(|(_, s)| *s == Signal::DownloadProgress)
+        );
+        // seed-staged gates on `succeeded`: nothing to report beyond outcomes.
+        assert!(!rules(&seed_policy("seed-staged"))
+            .iter()
+            .any(|r| r.needs == Some(Signal::DownloadProgress)));
+    }
 }

@@ -30,7 +30,12 @@ pub struct Watson {
 }
 
 impl Watson {
-    pub const SIGNALS: &'static [Signal] = &[Signal::Prechecks, Signal::Throttling];
+    pub const SIGNALS: &'static [Signal] = &[
+        Signal::Prechecks,
+        Signal::Throttling,
+        // firmware/download completes before firmware/update is sent.
+        Signal::DownloadProgress,
+    ];
 
     /// Credentials come from WIOTP_API_KEY and WIOTP_API_TOKEN; they go into the
     /// Authorization header and nowhere else.

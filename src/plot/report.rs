@@ -338,6 +338,11 @@ fn regenerate(d: &SweepData, out: &Path) -> Result<String, Failure> {
             pf.selection.rounds,
             pf.predicted.replications
         ));
+        if let Some(b) = &pf.selection.backend {
+            if let Some(last) = lines.last_mut() {
+                *last += &format!(" --backend {b}");
+            }
+        }
         plot += &format!(" --plan {}", q(path));
     }
     if out != d.dir {

@@ -13,6 +13,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::error::Failure;
+use crate::live::signals::{self, Signal};
 use crate::scenario::grid::Point;
 use crate::scenario::{validate, InputError};
 use crate::sim::rng;
@@ -42,6 +43,9 @@ pub struct TuneOptions {
     /// Fresh replications behind the plan's predictions.
     pub prediction_replications: u32,
     pub threads: usize,
+    /// The backend the plan is for, by name, and the signals it provides: configurations
+    /// whose rules would run blind there are not candidates.
+    pub backend: Option<(String, Vec<Signal>)>,
 }
 
 /// The secondary criterion among plans tied on makespan, as written into the plan.
@@ -186,6 +190,12 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
     }
     let p = prepare_swept(&m)?;
     let c = &o.constraints;
+    // A plan must be executable as tested: its rules need signals its backend provides.
+    let feedable = |cfg: &Config| {
+        o.backend
+            .as_ref()
+            .is_none_or(|(_, provided)| signals::refused(&cfg.policy, provided, &[]).is_empty())
+    };
     // Pass 1 over runs.csv: the summaries, streamed (memory flat in the number of runs).
     let runs_path = dir.join("runs.csv");
     let mut agg = crate::sweep::aggregate::Aggregator::new(p.configs.len(), *c);
@@ -215,6 +225,7 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
     let mut leaders: Vec<&ConfigSummary> = summaries
         .iter()
         .filter(|s| !REFERENCES.contains(&p.configs[s.config].name.as_str()))
+        .filter(|s| feedable(&p.configs[s.config]))
         .filter(|s| s.n > 0 && !c.clearly_fail(s))
         .collect();
     leaders.sort_by(|a, b| {
@@ -287,7 +298,8 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
         };
         let mut improved = false;
         for point in neighbours(&current.config.params) {
-            let Some(cfg) = build(&p, &current.config, &point, next_id) else {
+            let Some(cfg) = build(&p, &current.config, &point, next_id).filter(|c| feedable(c))
+            else {
                 continue;
             };
             if evaluated.contains_key(&cfg.label()) {
@@ -315,6 +327,7 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
         let candidates: Vec<(String, &ConfigSummary)> = summaries
             .iter()
             .filter(|s| !REFERENCES.contains(&p.configs[s.config].name.as_str()))
+            .filter(|s| feedable(&p.configs[s.config]))
             .map(|s| {
                 let label = p.configs[s.config].label();
                 let s = evaluated.get(&label).map_or(s, |e| &e.summary);
@@ -377,6 +390,7 @@ pub fn tune(dir: &Path, o: &TuneOptions) -> Result<Tuned, Failure> {
             max_replications: o.max_replications,
             candidates: o.candidates,
             rounds: o.rounds,
+            backend: o.backend.as_ref().map(|(name, _)| name.clone()),
         },
         policy: winner.config.raw.clone(),
         alternatives: tied

@@ -125,6 +125,10 @@ pub struct Selection {
     pub max_replications: u32,
     pub candidates: usize,
     pub rounds: usize,
+    /// The backend whose signals the plan's rules were limited to (`tune --backend`), with
+    /// any signals accepted as missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

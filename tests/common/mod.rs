@@ -91,8 +91,9 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-/// A plan straight from `sweep` + `tune` on seed-200 (short sweep, for live tests).
-pub fn tuned_plan(dir: &Path) -> PathBuf {
+/// A plan straight from `sweep` + `tune --backend` on seed-200 (short sweep, for live tests):
+/// only rules the backend can feed.
+pub fn tuned_plan(dir: &Path, backend: &str) -> PathBuf {
     let out = dir.join("sweep");
     let plan = dir.join("plan.toml");
     let o = run(&[
@@ -111,6 +112,11 @@ pub fn tuned_plan(dir: &Path) -> PathBuf {
         plan.to_str().unwrap(),
         "--extra-replications",
         "6",
+        "--backend",
+        backend,
+        // As rollout_command accepts at run time: neither backend reads health yet.
+        "--accept-missing",
+        "health",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     plan
