@@ -97,7 +97,7 @@ fn a_real_prometheus_scrapes_a_rehearsal_and_answers_promql() {
     }
     let inv_path = d.path().join("inventory.csv");
     std::fs::write(&inv_path, inv).unwrap();
-    let plan = tuned_plan(d.path());
+    let plan = tuned_plan(d.path(), "watson-iot");
     let mut c = bin();
     c.args([
         "emulate",
