@@ -38,14 +38,7 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
     let mut limits = Constraints::default();
     if let Some(plan) = &args.plan {
         let (pf, policy) = crate::tune::plan::PlanFile::load(&plan.display().to_string())?;
-        let c = &pf.constraints;
-        limits = Constraints {
-            min_success: c.min_success,
-            max_cpu: c.max_cpu_pct,
-            max_disconnect: c.max_disconnect,
-            max_blast: c.max_blast,
-            confidence: c.confidence,
-        };
+        limits = Constraints::from(&pf.constraints);
         entries.push(("plan".into(), policy));
     }
     for name in &args.policies {

@@ -160,13 +160,7 @@ impl SweepData {
             }
             roles.insert("plan".into(), p.name.clone());
             Some(PlanInfo {
-                constraints: crate::sweep::constraints::Constraints {
-                    min_success: p.constraints.min_success,
-                    max_cpu: p.constraints.max_cpu_pct,
-                    max_disconnect: p.constraints.max_disconnect,
-                    max_blast: p.constraints.max_blast,
-                    confidence: p.constraints.confidence,
-                },
+                constraints: (&p.constraints).into(),
                 name: p.name,
                 success: p.predicted.success_rate.mean,
                 makespan_s: p.predicted.makespan_s.mean,

@@ -92,6 +92,20 @@ pub struct Passes {
 }
 
 impl Passes {
+    /// Tallies runs given as (bad release?, values as in runs.csv).
+    pub fn of_runs(c: &Constraints, runs: &[(bool, Vec<f64>)]) -> Passes {
+        let mut p = Passes::default();
+        for (bad, v) in runs {
+            c.tally(&mut p, *bad, v);
+        }
+        p
+    }
+
+    /// The verdicts on one limit alone.
+    pub fn on(&self, l: Limit) -> Tally {
+        self.each[l.index()]
+    }
+
     /// The lower bound of the weaker of the two releases' fractions.
     pub fn lower(&self) -> f64 {
         self.good.lower().min(self.bad.lower())

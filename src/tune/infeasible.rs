@@ -19,7 +19,7 @@ fn statement(c: &Constraints, l: Limit) -> String {
 }
 
 fn tally(s: &ConfigSummary, l: Limit) -> Tally {
-    s.passes.each[Limit::ALL.iter().position(|x| *x == l).unwrap_or(0)]
+    s.passes.on(l)
 }
 
 /// How far a tally's lower bound falls short of `confidence` (0 when met).

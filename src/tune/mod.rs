@@ -112,10 +112,7 @@ fn estimate(config: usize, runs: &Runs, c: &Constraints) -> ConfigSummary {
             mean_ci95(&xs)
         })
         .collect();
-    let mut passes = Passes::default();
-    for (bad, v) in runs {
-        c.tally(&mut passes, *bad, v);
-    }
+    let passes = Passes::of_runs(c, runs);
     ConfigSummary {
         config,
         n: runs.iter().filter(|(b, _)| !b).count(),
@@ -457,10 +454,7 @@ fn choose(
 
 /// The plan's predictions from fresh runs (good and bad release, in replication order).
 fn predicted(fresh: &Runs, c: &Constraints, replications: u32, base_seed: u64) -> Predicted {
-    let mut passes = Passes::default();
-    for (bad, v) in fresh {
-        c.tally(&mut passes, *bad, v);
-    }
+    let passes = Passes::of_runs(c, fresh);
     let metric = |name: &str, bad: bool, range: (f64, f64)| {
         let i = metric_index(name).unwrap_or(0);
         let xs: Vec<f64> = fresh

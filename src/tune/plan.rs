@@ -326,3 +326,16 @@ impl From<crate::sweep::constraints::Tally> for Fraction {
         }
     }
 }
+
+/// The limits as the tuner and `compare` judge them.
+impl From<&PlanConstraints> for crate::sweep::constraints::Constraints {
+    fn from(c: &PlanConstraints) -> Self {
+        crate::sweep::constraints::Constraints {
+            min_success: c.min_success,
+            max_cpu: c.max_cpu_pct,
+            max_disconnect: c.max_disconnect,
+            max_blast: c.max_blast,
+            confidence: c.confidence,
+        }
+    }
+}
