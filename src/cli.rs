@@ -461,9 +461,14 @@ pub struct SensitivityArgs {
     /// Seeds averaged per evaluation (the same seeds everywhere)
     #[arg(long, default_value_t = 4)]
     pub seeds: u64,
-    /// Without [uncertainty], each number of the fleet's sections varies by ± this fraction
+    /// Without [uncertainty] (or with --all), each number of the fleet's sections varies by ±
+    /// this fraction
     #[arg(long, default_value_t = 0.2)]
     pub spread: f64,
+    /// Vary every number of the fleet's sections, not only the [uncertainty] ones: uncertain
+    /// values over their ranges, fitted values and the seed's own figures by ±--spread
+    #[arg(long)]
+    pub all: bool,
     /// Factors shown per metric
     #[arg(long, default_value_t = 6)]
     pub top: usize,

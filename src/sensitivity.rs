@@ -53,9 +53,10 @@ pub struct Report {
 }
 
 /// The factors: `[uncertainty]`, or every number of the fleet's sections ±`spread` that stays a
-/// valid scenario at both ends.
-pub fn factors(s: &Scenario, spread: f64) -> (Vec<Factor>, Vec<(String, String)>) {
-    if !s.uncertainty.is_empty() {
+/// valid scenario at both ends. With `all`, every number varies: by its `[uncertainty]` range
+/// where it has one, else by ±`spread` (fitted values and the seed's own figures too).
+pub fn factors(s: &Scenario, spread: f64, all: bool) -> (Vec<Factor>, Vec<(String, String)>) {
+    if !s.uncertainty.is_empty() && !all {
         let f = s
             .uncertainty
             .iter()
@@ -75,6 +76,14 @@ pub fn factors(s: &Scenario, spread: f64) -> (Vec<Factor>, Vec<(String, String)>
         };
         for (name, v) in table {
             let key = format!("{section}.{name}");
+            if let Some(u) = s.uncertainty.iter().find(|u| u.key == key) {
+                out.push(Factor {
+                    key,
+                    lo: u.dist.min_value(),
+                    hi: u.dist.max_value(),
+                });
+                continue;
+            }
             let x = match v {
                 toml::Value::Integer(i) => *i as f64,
                 toml::Value::Float(f) => *f,

@@ -22,23 +22,18 @@ fn seed_200_reproduces_the_seed_figures() {
 
 #[test]
 fn the_calibration_is_not_a_constant() {
-    // The same mechanisms must move the figures: a service with twice the capacity
-    // (half the CPU per operation) should not melt down under bulk.
+    // The same mechanisms must move the figures: a service with twice the cores should not
+    // melt down under bulk, and agents that poll half as often should not either.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/seed-200.toml");
-    let s = stagger::scenario::load(
-        path,
-        &[
-            "service.cpu_per_active_op_pct=0.55".into(),
-            "service.cpu_per_queued_op_pct=0.2".into(),
-        ],
-    )
-    .unwrap();
-    let runs = calibrate::runs(&s, "bulk", 10).unwrap();
-    let success: f64 = runs.iter().map(|r| r.success_rate).sum::<f64>() / 10.0;
-    let disconnect: f64 = runs.iter().map(|r| r.disconnect_rate).sum::<f64>() / 10.0;
-    assert!(
-        success > 0.85,
-        "a bigger service should keep bulk healthy: {success}"
-    );
-    assert!(disconnect < 0.1, "{disconnect}");
+    for set in ["service.cores=4", "agent.status_poll_s=10"] {
+        let s = stagger::scenario::load(path, &[set.into()]).unwrap();
+        let runs = calibrate::runs(&s, "bulk", 10).unwrap();
+        let success: f64 = runs.iter().map(|r| r.success_rate).sum::<f64>() / 10.0;
+        let disconnect: f64 = runs.iter().map(|r| r.disconnect_rate).sum::<f64>() / 10.0;
+        assert!(
+            success > 0.85,
+            "{set}: a service with room should keep bulk healthy: {success}"
+        );
+        assert!(disconnect < 0.1, "{set}: {disconnect}");
+    }
 }

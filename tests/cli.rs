@@ -360,7 +360,9 @@ fn the_makespan_breakdown_sums_to_the_makespan_and_matches_the_policy() {
 
 /// seed-200 with `[uncertainty]` appended.
 fn uncertain_scenario(dir: &std::path::Path, table: &str) -> String {
-    let base = std::fs::read_to_string(seed_scenario()).unwrap();
+    // seed-200 with its own [uncertainty] replaced by `table`.
+    let text = std::fs::read_to_string(seed_scenario()).unwrap();
+    let base = text.split("\n[uncertainty]").next().unwrap();
     write(
         dir,
         "uncertain.toml",

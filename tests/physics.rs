@@ -113,3 +113,115 @@ fn the_concurrency_limit_serialises_into_rounds() {
     ];
     close(makespan(&sets), 240.0);
 }
+
+/// M/M/c first come, first served: the probability that an arrival waits (Erlang C).
+fn erlang_c(c: u32, offered: f64) -> f64 {
+    let rho = offered / f64::from(c);
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..c {
+        term *= offered / f64::from(k);
+        sum += term;
+    }
+    let last = term * offered / f64::from(c) / (1.0 - rho);
+    last / (sum + last)
+}
+
+#[test]
+fn the_service_queue_meets_erlang_c_under_poisson_arrivals_and_exponential_costs() {
+    use rand::Rng;
+    use stagger::sim::rng::{stream, Purpose};
+    use stagger::time::Time;
+    use stagger::world::service::Service;
+
+    let base = stagger::scenario::load(&data("physics.toml"), &[]).unwrap();
+    let mean_cost = 10.0; // seconds of one core per request
+    for (cores, rho) in [(1u32, 0.7), (2, 0.8), (4, 0.75)] {
+        let cfg = stagger::scenario::Service {
+            cores,
+            cpu_base_pct: 0.0,
+            base_latency_ms: 0.0,
+            heartbeat_ms: 0.0,
+            ..base.service.clone()
+        };
+        let mut service = Service::new(&cfg, 5.0, stream(7, Purpose::Service, 0));
+        let mut arrivals = stream(7, Purpose::Luck, u64::from(cores));
+        let lambda = rho * f64::from(cores) / mean_cost;
+        let (mut t, mut next_tick) = (0.0_f64, 10.0);
+        let (mut sum, mut n) = (0.0, 0u32);
+        let (mut cpu, mut ticks) = (0.0, 0u32);
+        while n < 400_000 {
+            t += -(1.0 - arrivals.random::<f64>()).ln() / lambda;
+            while next_tick <= t {
+                service.tick(Time::from_secs(next_tick), 10.0, 0, 0);
+                cpu += service.cpu_pct;
+                ticks += 1;
+                next_tick += 10.0;
+            }
+            sum += service.request_cost(Time::from_secs(t), mean_cost);
+            n += 1;
+        }
+        let got = sum / f64::from(n);
+        let offered = lambda * mean_cost;
+        let want = erlang_c(cores, offered) * mean_cost / (f64::from(cores) - offered) + mean_cost;
+        assert!(
+            (got - want).abs() / want < 0.03,
+            "{cores} cores at rho {rho}: mean response {got:.2} s, Erlang C {want:.2} s"
+        );
+        let utilisation = cpu / f64::from(ticks) / 100.0;
+        assert!(
+            (utilisation - rho).abs() / rho < 0.03,
+            "{cores} cores: utilisation {utilisation:.3}, offered {rho}"
+        );
+    }
+}
+
+#[test]
+fn a_reconnect_storm_recovers_with_backoff_and_jitter_and_stays_collapsed_without() {
+    use stagger::time::Time;
+    use stagger::world::{Event, World};
+
+    // The same spike for both fleets: every session of 1,000 gateways drops at once (a broker
+    // restart) on seed-200's service, with no rollout running. Only the agents differ.
+    let run = |reconnect: &str| {
+        let s = stagger::scenario::load(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/seed-200.toml"),
+            &[
+                "fleet.gateways=1000".to_string(),
+                "failures.link_disconnects_per_h=0".to_string(),
+                format!("agent.reconnect={reconnect}"),
+            ],
+        )
+        .unwrap();
+        let mut world = World::new(&s, 1);
+        let mut obs = Vec::new();
+        let spike = Time::from_secs(600.0);
+        let end = Time::from_secs(3.0 * 3600.0);
+        let mut spiked = false;
+        while let Some((t, e)) = world.pop() {
+            if t > end {
+                break;
+            }
+            if !spiked && t >= spike {
+                world.drop_all_sessions(t, &mut obs);
+                spiked = true;
+            }
+            match e {
+                Event::Tick => world.on_tick(t),
+                other => world.handle(t, other, &mut obs),
+            }
+            obs.clear();
+        }
+        (world.offline(), world.service.cpu_pct)
+    };
+    let (offline, cpu) = run("{ base_s = 10, factor = 2, cap_s = 300, jitter = 0.5 }");
+    assert!(
+        offline == 0 && cpu < 30.0,
+        "with backoff and jitter the fleet is back: {offline} offline, CPU {cpu:.0}%"
+    );
+    let (offline, cpu) = run("{ base_s = 10, factor = 1, cap_s = 10, jitter = 0 }");
+    assert!(
+        offline > 900 && cpu > 99.0,
+        "a fixed, synchronised retry keeps the service collapsed two hours on: {offline} offline, CPU {cpu:.0}%"
+    );
+}

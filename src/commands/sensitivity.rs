@@ -27,8 +27,13 @@ pub fn run(args: &SensitivityArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| s.default_policy.clone());
     let policy = s.policy(&name).map_err(|e| e.in_file(&path))?.clone();
-    let chosen = sensitivity::factors(&s, args.spread);
-    let source = if s.uncertainty.is_empty() {
+    let chosen = sensitivity::factors(&s, args.spread, args.all);
+    let source = if args.all && !s.uncertainty.is_empty() {
+        format!(
+            "the scenario's [uncertainty] ranges, and every other number of the fleet's sections ±{:.0}%",
+            args.spread * 100.0
+        )
+    } else if s.uncertainty.is_empty() {
         format!(
             "every number of the fleet's sections ±{:.0}%",
             args.spread * 100.0

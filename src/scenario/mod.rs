@@ -29,6 +29,7 @@ pub struct Scenario {
     pub install: Install,
     pub service: Service,
     pub failures: Failures,
+    pub agent: Agent,
     pub policies: BTreeMap<String, Policy>,
     /// The fleet's maintenance windows, bound to its regions and the simulated start time:
     /// simulated gateways hold installs until their window.
@@ -95,12 +96,18 @@ pub struct Service {
     pub queue_depth: u32,
     pub op_timeout_s: f64,
     pub reboot_grace_s: f64,
+    /// Network round trip to the service, outside its CPU (ms).
     pub base_latency_ms: f64,
+    /// Worker cores serving requests first come, first served.
+    pub cores: u32,
+    /// CPU the service spends with no fleet traffic (% of all cores).
     pub cpu_base_pct: f64,
-    pub cpu_per_active_op_pct: f64,
-    pub cpu_per_queued_op_pct: f64,
-    pub cpu_per_msg_per_s_pct: f64,
-    pub cpu_per_reconnect_pct: f64,
+    /// Mean CPU ms per request of each class (exponentially distributed).
+    pub op_request_ms: f64,
+    pub status_poll_ms: f64,
+    pub progress_ms: f64,
+    pub heartbeat_ms: f64,
+    pub reconnect_ms: f64,
     pub heartbeat_interval_s: f64,
     pub heartbeat_deadline_s: f64,
     pub missed_heartbeats: u32,
@@ -120,11 +127,41 @@ pub struct Failures {
     pub low_battery_pct: f64,
     pub low_battery_brick_rate: f64,
     pub link_disconnects_per_h: f64,
-    pub idle_exposure: f64,
-    pub stuck_after_download_disconnect: f64,
-    pub brick_after_install_disconnect: f64,
-    pub stuck_after_idle_disconnect: f64,
-    pub reconnect_s: Dist,
+}
+
+/// The device agent. Its probabilities are zero with `failures.enabled = false`.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Each gateway with an outstanding operation polls its state this often (s).
+    pub status_poll_s: f64,
+    /// A reconnect (TLS, authentication, session) not answered within this fails (s).
+    pub reconnect_timeout_s: f64,
+    pub reconnect: Reconnect,
+    /// Probability that an agent in the middle of an update (operation outstanding, not yet
+    /// flashing) wedges when its session drops and needs a power cycle, instead of
+    /// reconnecting and resuming from the chunks on disk.
+    pub wedge_on_drop: f64,
+    /// Probability that a second update command arriving during flashing bricks the gateway.
+    pub brick_on_reissue: f64,
+}
+
+/// The agent's reconnect backoff; after `max_attempts` failed tries it gives up until
+/// power-cycled (a reboot after an install restarts it).
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    pub base_s: f64,
+    pub factor: f64,
+    pub cap_s: f64,
+    pub jitter: f64,
+    pub max_attempts: u32,
+}
+
+impl Reconnect {
+    /// Wait before try `n` (0-based), with `u` uniform in [0, 1) for the jitter.
+    pub fn delay_s(&self, n: u32, u: f64) -> f64 {
+        let d = (self.base_s * self.factor.powi(n.min(64) as i32)).min(self.cap_s);
+        d * (1.0 - self.jitter * u)
+    }
 }
 
 impl Scenario {

@@ -23,6 +23,8 @@ pub struct RawScenario {
     #[serde(default)]
     pub failures: RawFailures,
     #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
     pub sweep: Option<RawSweep>,
     /// Maintenance windows: every policy without its own `maintenance` takes these, and the
@@ -137,11 +139,13 @@ pub struct RawService {
     pub op_timeout_s: Option<f64>,
     pub reboot_grace_s: Option<f64>,
     pub base_latency_ms: Option<f64>,
+    pub cores: Option<i64>,
     pub cpu_base_pct: Option<f64>,
-    pub cpu_per_active_op_pct: Option<f64>,
-    pub cpu_per_queued_op_pct: Option<f64>,
-    pub cpu_per_msg_per_s_pct: Option<f64>,
-    pub cpu_per_reconnect_pct: Option<f64>,
+    pub op_request_ms: Option<f64>,
+    pub status_poll_ms: Option<f64>,
+    pub progress_ms: Option<f64>,
+    pub heartbeat_ms: Option<f64>,
+    pub reconnect_ms: Option<f64>,
     pub heartbeat_interval_s: Option<f64>,
     pub heartbeat_deadline_s: Option<f64>,
     pub missed_heartbeats: Option<i64>,
@@ -161,12 +165,28 @@ pub struct RawFailures {
     pub low_battery_pct: Option<f64>,
     pub low_battery_brick_rate: Option<f64>,
     pub link_disconnects_per_h: Option<f64>,
-    pub idle_exposure: Option<f64>,
-    pub stuck_after_download_disconnect: Option<f64>,
-    pub brick_after_install_disconnect: Option<f64>,
-    pub stuck_after_idle_disconnect: Option<f64>,
-    #[schemars(with = "Option<DistSchema>")]
-    pub reconnect_s: Option<Value>,
+}
+
+/// The device agent on each gateway: how it polls, reconnects and survives a dropped session.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub status_poll_s: Option<f64>,
+    pub reconnect_timeout_s: Option<f64>,
+    pub reconnect: Option<RawReconnect>,
+    pub wedge_on_drop: Option<f64>,
+    pub brick_on_reissue: Option<f64>,
+}
+
+/// The agent's reconnect schedule: min(base·factor^n, cap), shortened by up to `jitter`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconnect {
+    pub base_s: Option<f64>,
+    pub factor: Option<f64>,
+    pub cap_s: Option<f64>,
+    pub jitter: Option<f64>,
+    pub max_attempts: Option<i64>,
 }
 
 /// One named policy. Flat on purpose: validation checks which keys each family takes,

@@ -9,8 +9,8 @@ use super::{overrides, raw, validate, InputError, Scenario};
 use crate::sim::rng::{self, Purpose};
 
 /// Sections whose numbers describe the fleet and its service (not policies or sweeps).
-pub const SECTIONS: [&str; 6] = [
-    "fleet", "firmware", "network", "install", "service", "failures",
+pub const SECTIONS: [&str; 7] = [
+    "fleet", "firmware", "network", "install", "service", "agent", "failures",
 ];
 
 #[derive(Debug, Clone)]

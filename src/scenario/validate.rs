@@ -73,6 +73,7 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
     };
     let service = service(&raw.service)?;
     let failures = failures(&raw.failures)?;
+    let agent = agent(&raw.agent, failures.enabled)?;
     if firmware.chunk_mb > firmware.size_mb {
         return Err(InputError::at_key(
             "firmware.chunk_mb",
@@ -152,6 +153,7 @@ pub fn scenario(raw: RawScenario, document: toml::Table) -> R<Scenario> {
         install,
         service,
         failures,
+        agent,
         policies,
         raw_policies,
         maintenance: maintenance_cfg,
@@ -305,6 +307,11 @@ fn network(n: &RawNetwork) -> R<Network> {
     })
 }
 
+/// A request class's mean CPU cost in ms.
+fn cost(v: Option<f64>, default: f64, key: &str) -> R<f64> {
+    num(v, default, &format!("service.{key}"), 0.0, 600_000.0)
+}
+
 fn service(s: &RawService) -> R<Service> {
     Ok(Service {
         max_concurrent_ops: int(
@@ -324,35 +331,13 @@ fn service(s: &RawService) -> R<Service> {
             0.0,
             600_000.0,
         )?,
+        cores: int(s.cores, 2, "service.cores", 1, 4096)?,
         cpu_base_pct: num(s.cpu_base_pct, 10.0, "service.cpu_base_pct", 0.0, 100.0)?,
-        cpu_per_active_op_pct: num(
-            s.cpu_per_active_op_pct,
-            1.0,
-            "service.cpu_per_active_op_pct",
-            0.0,
-            100.0,
-        )?,
-        cpu_per_queued_op_pct: num(
-            s.cpu_per_queued_op_pct,
-            0.3,
-            "service.cpu_per_queued_op_pct",
-            0.0,
-            100.0,
-        )?,
-        cpu_per_msg_per_s_pct: num(
-            s.cpu_per_msg_per_s_pct,
-            0.5,
-            "service.cpu_per_msg_per_s_pct",
-            0.0,
-            100.0,
-        )?,
-        cpu_per_reconnect_pct: num(
-            s.cpu_per_reconnect_pct,
-            0.0,
-            "service.cpu_per_reconnect_pct",
-            0.0,
-            100.0,
-        )?,
+        op_request_ms: cost(s.op_request_ms, 50.0, "op_request_ms")?,
+        status_poll_ms: cost(s.status_poll_ms, 20.0, "status_poll_ms")?,
+        progress_ms: cost(s.progress_ms, 10.0, "progress_ms")?,
+        heartbeat_ms: cost(s.heartbeat_ms, 3.0, "heartbeat_ms")?,
+        reconnect_ms: cost(s.reconnect_ms, 200.0, "reconnect_ms")?,
         heartbeat_interval_s: num(
             s.heartbeat_interval_s,
             60.0,
@@ -376,6 +361,71 @@ fn service(s: &RawService) -> R<Service> {
             1000.0,
         )?,
         tick_s: num(s.tick_s, 10.0, "service.tick_s", 0.1, 60.0)?,
+    })
+}
+
+fn agent(a: &RawAgent, faults: bool) -> R<Agent> {
+    let p = |v: Option<f64>, d: f64, k: &str| -> R<f64> {
+        let v = num(v, d, &format!("agent.{k}"), 0.0, 1.0)?;
+        Ok(if faults { v } else { 0.0 })
+    };
+    let r = a.reconnect.as_ref();
+    let base_s = num(
+        r.and_then(|r| r.base_s),
+        10.0,
+        "agent.reconnect.base_s",
+        0.0,
+        1e7,
+    )?;
+    let cap_s = num(
+        r.and_then(|r| r.cap_s),
+        600.0,
+        "agent.reconnect.cap_s",
+        0.0,
+        1e7,
+    )?;
+    if cap_s < base_s {
+        return Err(InputError::at_key(
+            "agent.reconnect.cap_s",
+            "must not be below agent.reconnect.base_s",
+        ));
+    }
+    Ok(Agent {
+        status_poll_s: num(a.status_poll_s, 30.0, "agent.status_poll_s", 0.1, 86_400.0)?,
+        reconnect_timeout_s: num(
+            a.reconnect_timeout_s,
+            30.0,
+            "agent.reconnect_timeout_s",
+            0.001,
+            86_400.0,
+        )?,
+        reconnect: Reconnect {
+            base_s,
+            factor: num(
+                r.and_then(|r| r.factor),
+                2.0,
+                "agent.reconnect.factor",
+                1.0,
+                100.0,
+            )?,
+            cap_s,
+            jitter: num(
+                r.and_then(|r| r.jitter),
+                0.5,
+                "agent.reconnect.jitter",
+                0.0,
+                1.0,
+            )?,
+            max_attempts: int(
+                r.and_then(|r| r.max_attempts),
+                1000,
+                "agent.reconnect.max_attempts",
+                1,
+                1_000_000,
+            )?,
+        },
+        wedge_on_drop: p(a.wedge_on_drop, 0.0, "wedge_on_drop")?,
+        brick_on_reissue: p(a.brick_on_reissue, 0.0, "brick_on_reissue")?,
     })
 }
 
@@ -414,28 +464,6 @@ fn failures(f: &RawFailures) -> R<Failures> {
                 0.0
             }
         },
-        idle_exposure: num(f.idle_exposure, 0.3, "failures.idle_exposure", 0.0, 10.0)?,
-        stuck_after_download_disconnect: p(
-            f.stuck_after_download_disconnect,
-            0.0,
-            "stuck_after_download_disconnect",
-        )?,
-        brick_after_install_disconnect: p(
-            f.brick_after_install_disconnect,
-            0.0,
-            "brick_after_install_disconnect",
-        )?,
-        stuck_after_idle_disconnect: p(
-            f.stuck_after_idle_disconnect,
-            0.0,
-            "stuck_after_idle_disconnect",
-        )?,
-        reconnect_s: dist_or(
-            f.reconnect_s.as_ref(),
-            300.0,
-            "failures.reconnect_s",
-            Bounds::NON_NEGATIVE,
-        )?,
     })
 }
 

@@ -11,6 +11,9 @@ impl World {
     pub(super) fn submit(&mut self, now: Time, g: u32, attempt: u32, obs: &mut Vec<Observation>) {
         self.touch(g);
         self.counters.ops_started += 1;
+        // Creating the operation is a request, answered or refused.
+        self.service.request(now, Request::Lifecycle);
+        let polled = self.polls(g);
         match self.service.admit(g, attempt) {
             Admission::Rejected => obs.push(Observation::Rejected { gw: g, attempt }),
             Admission::Queued => {
@@ -23,6 +26,7 @@ impl World {
                     attempt,
                     phase: Phase::Queued,
                 });
+                self.repoll(g, polled);
             }
             Admission::Active => {
                 obs.push(Observation::Accepted { gw: g, attempt });
@@ -34,6 +38,7 @@ impl World {
     /// The op holds a service slot from now: the command travels at the service's latency.
     fn activate(&mut self, now: Time, g: u32, attempt: u32) {
         self.touch(g);
+        let polled = self.polls(g);
         let gw = &mut self.gws[g as usize];
         gw.op = Op::Active;
         gw.attempt = attempt;
@@ -42,10 +47,9 @@ impl World {
             self.queue
                 .push(now + timeout, Event::OpTimeout { gw: g, attempt });
         }
-        self.queue.push(
-            now + self.service.latency(),
-            Event::Dispatch { gw: g, attempt },
-        );
+        self.repoll(g, polled);
+        let at = now + self.service.request(now, Request::Lifecycle);
+        self.queue.push(at, Event::Dispatch { gw: g, attempt });
         if self.gws[g as usize].activity == Activity::None {
             self.set_activity(g, Activity::Dispatching);
         }
@@ -60,7 +64,9 @@ impl World {
         match gw.op {
             Op::None => {}
             Op::Queued => {
+                let polled = self.polls(g);
                 self.gws[g as usize].op = Op::None;
+                self.repoll(g, polled);
                 self.service.unqueue();
                 obs.push(Observation::Failed {
                     gw: g,
@@ -87,11 +93,12 @@ impl World {
     /// Frees the op's slot and hands it to the next queued op.
     fn end_op(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {
         self.touch(g);
-        let gw = &mut self.gws[g as usize];
-        if gw.op != Op::Active {
+        if self.gws[g as usize].op != Op::Active {
             return;
         }
-        gw.op = Op::None;
+        let polled = self.polls(g);
+        self.gws[g as usize].op = Op::None;
+        self.repoll(g, polled);
         self.service.release();
         let gws = &self.gws;
         let next = self
@@ -151,7 +158,7 @@ impl World {
 
     /// Handles one event at `now`.
     pub fn handle(&mut self, now: Time, event: Event, obs: &mut Vec<Observation>) {
-        self.advance_hazard(now);
+        self.now = now;
         match event {
             Event::EngineWake | Event::Tick => {}
             Event::Dispatch { gw, attempt } => self.on_dispatch(now, gw, attempt, obs),
@@ -177,7 +184,7 @@ impl World {
                     self.on_cache_filled(now, region);
                 }
             }
-            Event::InstallDone { gw, attempt } => self.on_installed(now, gw, attempt, obs),
+            Event::InstallDone { gw, .. } => self.on_installed(now, gw, obs),
             Event::Report {
                 gw,
                 attempt,
@@ -227,19 +234,34 @@ impl World {
                     });
                 }
             }
-            Event::Disconnect { generation } => {
-                if generation == self.disconnect_generation {
-                    self.disconnect_at = Time::NEVER;
-                    while let Some((threshold, g)) = self.hazard.lowest() {
-                        if threshold > self.hazard.total * (1.0 + 1e-12) + 1e-12 {
-                            break;
-                        }
-                        self.disconnect(now, g, obs);
-                    }
-                    self.schedule_disconnect(now, true);
+            Event::Disconnect {
+                channel,
+                generation,
+            } => {
+                self.advance_hazard(now);
+                let mut dropping = std::mem::take(&mut self.dropping);
+                if !self.channels[channel as usize].due(generation, &mut dropping) {
+                    self.dropping = dropping;
+                    return; // Superseded by a later schedule.
+                }
+                for g in dropping.drain(..) {
+                    self.disconnect(now, g, obs);
+                }
+                self.dropping = dropping;
+                if let Some((at, generation)) =
+                    self.channels[channel as usize].reschedule(now, true)
+                {
+                    self.queue.push(
+                        at,
+                        Event::Disconnect {
+                            channel,
+                            generation,
+                        },
+                    );
                 }
             }
-            Event::Reconnect { gw } => self.on_reconnect(now, gw, obs),
+            Event::ReconnectTry { gw } => self.on_reconnect_try(now, gw),
+            Event::Reconnect { gw } => self.on_reconnect(now, gw),
             Event::RollbackDone { gw } => {
                 if self.gws[gw as usize].activity == Activity::RollingBack {
                     self.touch(gw);
@@ -249,20 +271,43 @@ impl World {
                 }
             }
         }
-        self.schedule_disconnect(now, false);
+        if self.exposure_changed {
+            self.schedule_disconnect(now, false);
+        }
     }
 
     fn on_dispatch(&mut self, now: Time, g: u32, attempt: u32, obs: &mut Vec<Observation>) {
         let gw = &self.gws[g as usize];
-        if gw.attempt != attempt || gw.op != Op::Active || gw.activity != Activity::Dispatching {
+        if gw.attempt != attempt || gw.op != Op::Active {
+            return;
+        }
+        if gw.activity == Activity::Installing && gw.online {
+            // A command re-issued while the gateway still flashes an earlier one: an agent
+            // without a guard starts a second write (physical), otherwise it ignores it and
+            // reports when its install ends.
+            let u: f64 = self.gws[g as usize].luck.random();
+            if u < self.scenario.agent.brick_on_reissue {
+                self.brick(now, g, attempt);
+            }
+            return;
+        }
+        if gw.activity != Activity::Dispatching {
             return;
         }
         if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
-            return; // Delivered on reconnect, or never: the op then times out.
+            // No session to deliver the command on: the service fails it and frees the slot.
+            self.set_activity(g, Activity::None);
+            self.end_op(now, g, obs);
+            obs.push(Observation::Failed {
+                gw: g,
+                attempt,
+                cause: Cause::Unreachable,
+            });
+            return;
         }
         if gw.truth == Truth::Updated {
             self.set_activity(g, Activity::None);
-            let at = now + self.service.latency();
+            let at = now + self.service.request(now, Request::Lifecycle);
             self.queue.push(
                 at,
                 Event::Report {
@@ -275,7 +320,7 @@ impl World {
         }
         if f64::from(gw.profile.free_disk_mb) < self.scenario.firmware.size_mb {
             self.set_activity(g, Activity::None);
-            let at = now + self.service.latency();
+            let at = now + self.service.request(now, Request::Lifecycle);
             self.queue.push(
                 at,
                 Event::Report {
@@ -291,7 +336,7 @@ impl World {
             attempt,
             phase: Phase::Downloading,
         });
-        self.gws[g as usize].bits_done = 0.0;
+        // Whole chunks of an earlier, interrupted attempt are still on disk: resume.
         self.gws[g as usize].chunk_fails = 0;
         self.begin_download(now, g);
     }
@@ -366,7 +411,8 @@ impl World {
         let p_fail = (f.chunk_failure_rate * f64::from(gw.profile.flakiness)).min(1.0);
         let failed = p_fail > 0.0 && gw.luck.random_bool(p_fail);
         self.service
-            .count_msgs(self.scenario.service.progress_msgs_per_chunk);
+            .progress(self.scenario.service.progress_msgs_per_chunk);
+        let gw = &mut self.gws[g as usize];
         if failed {
             self.counters.chunk_failures += 1;
             gw.chunk_fails += 1;
@@ -376,7 +422,7 @@ impl World {
             self.reshare(now);
             if give_up {
                 self.set_activity(g, Activity::None);
-                let at = now + self.service.latency();
+                let at = now + self.service.request(now, Request::Lifecycle);
                 self.queue.push(
                     at,
                     Event::Report {
@@ -451,13 +497,16 @@ impl World {
         );
     }
 
-    fn on_installed(&mut self, now: Time, g: u32, attempt: u32, _obs: &mut Vec<Observation>) {
+    fn on_installed(&mut self, now: Time, g: u32, _obs: &mut Vec<Observation>) {
         self.touch(g);
-        if self.gws[g as usize].activity != Activity::Installing
-            || self.gws[g as usize].attempt != attempt
-        {
+        if self.gws[g as usize].activity != Activity::Installing {
             return;
         }
+        // The install reports under the newest operation (a re-issued command may have
+        // replaced the one that started it).
+        let attempt = self.gws[g as usize].attempt;
+        let polled = self.polls(g);
+        self.gws[g as usize].bits_done = 0.0;
         self.set_activity(g, Activity::None);
         self.counters.last_activity = now;
         let s = &self.scenario;
@@ -512,15 +561,19 @@ impl World {
         };
         let bricked = gw.truth == Truth::Bricked;
         self.refresh_exposure(g);
+        self.repoll(g, polled);
         if bricked {
             self.fail_after_reboot_grace(now, g, attempt);
             return;
         }
         if !self.gws[g as usize].online {
+            // The reboot restarts the agent, which reconnects afresh and then reports.
             self.gws[g as usize].held_report = Some(result);
+            self.gws[g as usize].reconnect_tries = 0;
+            self.queue.push(now, Event::ReconnectTry { gw: g });
             return;
         }
-        let at = now + self.service.latency();
+        let at = now + self.service.request(now, Request::Lifecycle);
         self.queue.push(
             at,
             Event::Report {
@@ -545,50 +598,53 @@ impl World {
         );
     }
 
+    /// A second write during flashing: the gateway needs a technician.
+    fn brick(&mut self, now: Time, g: u32, attempt: u32) {
+        self.touch(g);
+        let polled = self.polls(g);
+        self.gws[g as usize].truth = Truth::Bricked;
+        self.set_activity(g, Activity::None);
+        self.repoll(g, polled);
+        self.counters.last_activity = now;
+        self.fail_after_reboot_grace(now, g, attempt);
+    }
+
+    /// The management session drops (missed heartbeats or a link fault). Nothing physical
+    /// happens to the gateway: a download stops with its whole chunks kept on disk (the next
+    /// attempt resumes from them, unless the agent wedged), an install goes on and reports
+    /// after the reconnect. The service sees the session end and fails the operation at once,
+    /// freeing its slot, unless the gateway is flashing.
     fn disconnect(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {
         self.touch(g);
-        let f = self.scenario.failures.clone();
-        self.hazard.disconnect(g);
+        let polled = self.polls(g);
+        for c in &mut self.channels {
+            c.hazard.disconnect(g);
+        }
         let activity = self.gws[g as usize].activity;
         let gw = &mut self.gws[g as usize];
         gw.online = false;
         gw.disconnected = true;
+        gw.reconnect_tries = 0;
         self.online -= 1;
-        let u: f64 = gw.luck.random();
-        let wedged = match activity {
-            Activity::Installing => {
-                if u < f.brick_after_install_disconnect {
-                    gw.truth = Truth::Bricked;
-                }
-                false
+        let downloading = matches!(
+            activity,
+            Activity::Downloading | Activity::ChunkPause | Activity::WaitingCache
+        );
+        // An agent in the middle of an update flow (its operation outstanding, not yet
+        // flashing) may wedge on the lost session; an idle or flashing one cannot.
+        let in_flow = activity != Activity::Installing && (downloading || polled);
+        if in_flow {
+            let u: f64 = self.gws[g as usize].luck.random();
+            if u < self.scenario.agent.wedge_on_drop {
+                self.gws[g as usize].truth = Truth::Stuck;
             }
-            Activity::Downloading | Activity::ChunkPause | Activity::WaitingCache => {
-                u < f.stuck_after_download_disconnect
-            }
-            _ => u < f.stuck_after_idle_disconnect,
-        };
-        if wedged && gw.truth != Truth::Bricked {
-            gw.truth = Truth::Stuck;
         }
-        match activity {
-            Activity::Downloading
-            | Activity::ChunkPause
-            | Activity::WaitingCache
-            | Activity::Dispatching
-            | Activity::AwaitingWindow => {
-                self.abort_download(now, g);
-                self.set_activity(g, Activity::None);
-            }
-            Activity::Installing if self.gws[g as usize].truth == Truth::Bricked => {
-                self.set_activity(g, Activity::None);
-                self.counters.last_activity = now;
-                let attempt = self.gws[g as usize].attempt;
-                self.fail_after_reboot_grace(now, g, attempt);
-            }
-            _ => self.refresh_exposure(g),
+        if downloading {
+            self.abort_download(now, g);
         }
-        // The service sees the session drop and fails the op at once, freeing its slot.
-        // An install still running keeps its op: the gateway reports when it returns.
+        if downloading || activity == Activity::Dispatching {
+            self.set_activity(g, Activity::None);
+        }
         let gw = &self.gws[g as usize];
         if gw.op == Op::Active && gw.activity != Activity::Installing {
             let attempt = gw.attempt;
@@ -599,31 +655,95 @@ impl World {
                 cause: Cause::Unreachable,
             });
         }
-        let gw = &mut self.gws[g as usize];
-        if !matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
-            let d = f.reconnect_s.sample(&mut gw.luck);
+        self.refresh_exposure(g);
+        self.repoll(g, polled);
+        if self.gws[g as usize].truth != Truth::Stuck {
+            let u: f64 = self.gws[g as usize].luck.random();
+            let wait = self.scenario.agent.reconnect.delay_s(0, u);
             self.queue
-                .push(now + Time::from_secs(d), Event::Reconnect { gw: g });
+                .push(now + Time::from_secs(wait), Event::ReconnectTry { gw: g });
         }
     }
 
-    fn on_reconnect(&mut self, now: Time, g: u32, obs: &mut Vec<Observation>) {
+    /// Every session drops at once, as when the service's broker restarts: a load spike of
+    /// reconnects (for what-if runs and the metastability test).
+    pub fn drop_all_sessions(&mut self, now: Time, obs: &mut Vec<Observation>) {
+        self.now = now;
+        self.advance_hazard(now);
+        for g in 0..self.gws.len() as u32 {
+            if self.gws[g as usize].online {
+                for c in &mut self.channels {
+                    c.hazard.disconnect(g);
+                }
+                self.disconnect(now, g, obs);
+            }
+        }
+        self.schedule_disconnect(now, true);
+    }
+
+    /// One reconnect try: a request the service must answer within the agent's timeout. A
+    /// late answer is wasted work (the service still does it); the agent backs off and tries
+    /// again, and gives up after its last try.
+    fn on_reconnect_try(&mut self, now: Time, g: u32) {
+        let gw = &self.gws[g as usize];
+        if gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
+            return;
+        }
+        let answer = self.service.request(now, Request::Reconnect);
+        let agent = &self.scenario.agent;
+        let timeout = Time::from_secs(agent.reconnect_timeout_s);
+        if answer <= timeout {
+            self.queue.push(now + answer, Event::Reconnect { gw: g });
+            return;
+        }
+        let (max_attempts, reconnect) = (agent.reconnect.max_attempts, agent.reconnect.clone());
+        let gw = &mut self.gws[g as usize];
+        gw.reconnect_tries += 1;
+        if gw.reconnect_tries >= max_attempts {
+            if gw.activity == Activity::Installing {
+                // The reboot at the end of the install restarts the agent.
+                return;
+            }
+            gw.truth = Truth::Stuck;
+            self.touch(g);
+            if self.gws[g as usize].activity != Activity::None {
+                self.set_activity(g, Activity::None);
+            }
+            self.counters.last_activity = now;
+            return;
+        }
+        let tries = gw.reconnect_tries;
+        let u: f64 = gw.luck.random();
+        let wait = reconnect.delay_s(tries, u);
+        self.queue.push(
+            now + timeout + Time::from_secs(wait),
+            Event::ReconnectTry { gw: g },
+        );
+    }
+
+    fn on_reconnect(&mut self, now: Time, g: u32) {
         self.touch(g);
         let gw = &mut self.gws[g as usize];
         if gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
             return;
         }
+        let polled = self.polls(g);
+        let gw = &mut self.gws[g as usize];
         gw.online = true;
         gw.last_reconnect = now;
+        gw.reconnect_tries = 0;
         self.online += 1;
-        let budget: f64 = Exp1.sample(&mut gw.luck);
-        self.service.count_reconnect();
-        self.hazard.renew(g, budget);
+        let (link, session): (f64, f64) = (Exp1.sample(&mut gw.luck), Exp1.sample(&mut gw.luck));
+        self.advance_hazard(now);
+        self.channels[LINK].hazard.renew(g, link);
+        self.channels[SESSION].hazard.renew(g, session);
         self.refresh_exposure(g);
+        self.repoll(g, polled);
+        // An install that ended offline reports now; anything else waits for its next command.
         let gw = &mut self.gws[g as usize];
         let attempt = gw.attempt;
         if let Some(result) = gw.held_report.take() {
-            let at = now + self.service.latency();
+            let at = now + self.service.request(now, Request::Lifecycle);
             self.queue.push(
                 at,
                 Event::Report {
@@ -632,31 +752,26 @@ impl World {
                     result,
                 },
             );
-        } else if gw.op == Op::Active && gw.activity == Activity::Dispatching {
-            // Resume: whole chunks already on disk are kept.
-            if gw.bits_done > 0.0 {
-                obs.push(Observation::Progress {
-                    gw: g,
-                    attempt,
-                    phase: Phase::Downloading,
-                });
-                self.begin_download(now, g);
-            } else {
-                self.on_dispatch(now, g, attempt, obs);
-            }
         }
     }
 
     /// Closes a service tick: CPU, latency, and the hazard rate until the next tick.
     pub fn on_tick(&mut self, now: Time) {
+        self.now = now;
         self.advance_hazard(now);
-        self.service.tick(self.tick.secs(), self.online);
+        self.service
+            .tick(now, self.tick.secs(), self.online, self.polling);
         let f = &self.scenario.failures;
-        self.hazard_rate = if f.enabled {
-            f.link_disconnects_per_h / 3600.0 + self.service.heartbeat_hazard()
+        let (link, session) = if f.enabled {
+            (
+                f.link_disconnects_per_h / 3600.0,
+                self.service.heartbeat_hazard(),
+            )
         } else {
-            0.0
+            (0.0, 0.0)
         };
+        self.channels[LINK].rate = link;
+        self.channels[SESSION].rate = session;
         self.schedule_disconnect(now, true);
         self.queue.push(now + self.tick, Event::Tick);
     }

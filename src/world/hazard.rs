@@ -29,6 +29,11 @@ pub struct Hazard {
     mark: Vec<f64>,
     version: Vec<u32>,
     heap: BinaryHeap<Reverse<(Key, u32, u32)>>,
+    /// The lowest threshold pushed since it was last reset (an earlier crossing may be due).
+    pub fresh_min: f64,
+    /// Whether thresholds are kept in the heap. A hazard whose rate is negligible keeps its
+    /// weights and budgets exact but no heap, which it rebuilds once the rate rises.
+    indexed: bool,
 }
 
 impl Hazard {
@@ -40,6 +45,8 @@ impl Hazard {
             mark: vec![0.0; n],
             version: vec![0; n],
             heap: BinaryHeap::new(),
+            fresh_min: f64::INFINITY,
+            indexed: true,
         }
     }
 
@@ -70,11 +77,28 @@ impl Hazard {
         self.push(g);
     }
 
+    /// Keeps the threshold heap (`on`), or drops it while the rate is negligible.
+    pub fn set_indexed(&mut self, on: bool) {
+        if on == self.indexed {
+            return;
+        }
+        self.indexed = on;
+        self.heap.clear();
+        if on {
+            for g in 0..self.weight.len() as u32 {
+                self.push(g);
+            }
+        } else {
+            self.heap.shrink_to(1024);
+        }
+    }
+
     fn push(&mut self, g: u32) {
         let i = g as usize;
         self.version[i] = self.version[i].wrapping_add(1);
-        if self.weight[i] > 0.0 && self.budget[i].is_finite() {
+        if self.indexed && self.weight[i] > 0.0 && self.budget[i].is_finite() {
             let threshold = self.mark[i] + self.budget[i].max(0.0) / f64::from(self.weight[i]);
+            self.fresh_min = self.fresh_min.min(threshold);
             self.heap
                 .push(Reverse((Key(threshold), g, self.version[i])));
         }
@@ -97,5 +121,89 @@ impl Hazard {
         self.weight[i] = 0.0;
         self.budget[i] = f64::INFINITY;
         self.version[i] = self.version[i].wrapping_add(1);
+    }
+}
+
+/// One cause of session drops: a hazard with its fleet-wide rate and the pending event that
+/// fires at its next threshold crossing.
+pub struct Channel {
+    pub hazard: Hazard,
+    /// Hazard per unit weight per second, until it is changed.
+    pub rate: f64,
+    since: crate::time::Time,
+    pub generation: u32,
+    at: crate::time::Time,
+    /// The threshold the pending event is for.
+    threshold: f64,
+}
+
+impl Channel {
+    pub fn new(hazard: Hazard) -> Channel {
+        Channel {
+            hazard,
+            rate: 0.0,
+            since: crate::time::Time::ZERO,
+            generation: 0,
+            at: crate::time::Time::NEVER,
+            threshold: f64::INFINITY,
+        }
+    }
+
+    /// Accumulates the hazard up to `now` at the current rate.
+    pub fn advance(&mut self, now: crate::time::Time) {
+        self.hazard.accumulate(self.rate, (now - self.since).secs());
+        self.since = now;
+    }
+
+    /// When a Disconnect event must be (re)scheduled, its time and generation: no later than
+    /// the next threshold crossing (`force` after the rate changed or the event fired).
+    pub fn reschedule(
+        &mut self,
+        now: crate::time::Time,
+        force: bool,
+    ) -> Option<(crate::time::Time, u32)> {
+        // Below this, not one drop in a million gateway-days: no event to keep, nor a heap.
+        if self.rate <= 1e-15 {
+            self.hazard.set_indexed(false);
+            return None;
+        }
+        self.hazard.set_indexed(true);
+        // Nothing earlier than the pending event has been pushed: it still stands.
+        if !force && self.hazard.fresh_min >= self.threshold && self.at >= now {
+            return None;
+        }
+        self.hazard.fresh_min = f64::INFINITY;
+        let Some((threshold, _)) = self.hazard.lowest() else {
+            self.threshold = f64::INFINITY;
+            return None;
+        };
+        let dt = ((threshold - self.hazard.total).max(0.0) / self.rate).min(1e9);
+        let at = now + crate::time::Time::from_secs(dt);
+        if force || at < self.at || self.at < now {
+            self.generation = self.generation.wrapping_add(1);
+            self.at = at;
+            self.threshold = threshold;
+            return Some((at, self.generation));
+        }
+        self.threshold = self.threshold.min(threshold);
+        None
+    }
+
+    /// The event of `generation` fired: the gateways whose thresholds have been crossed.
+    /// False when the event was superseded (nothing to do).
+    pub fn due(&mut self, generation: u32, out: &mut Vec<u32>) -> bool {
+        if generation != self.generation {
+            return false;
+        }
+        self.at = crate::time::Time::NEVER;
+        self.threshold = f64::INFINITY;
+        while let Some((threshold, g)) = self.hazard.lowest() {
+            if threshold > self.hazard.total * (1.0 + 1e-12) + 1e-12 {
+                break;
+            }
+            self.hazard.disconnect(g);
+            out.push(g);
+        }
+        true
     }
 }

@@ -16,9 +16,9 @@ use crate::sim::queue::EventQueue;
 use crate::sim::rng::{self, Purpose, Stream};
 use crate::time::Time;
 use gateway::Profile;
-use hazard::Hazard;
+use hazard::{Channel, Hazard};
 use network::{LinkId, Network};
-use service::{Admission, Service};
+use service::{Admission, Request, Service};
 
 /// What is physically on the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,9 @@ pub enum Truth {
     Old,
     Updated,
     RolledBack,
-    /// Flash failed or interrupted: needs a technician.
+    /// Flash failed or interrupted by a physical cause: needs a technician.
     Bricked,
-    /// Agent wedged after a disconnect: needs a power cycle on site.
+    /// The agent wedged on a dropped session, or gave up reconnecting: needs a power cycle.
     Stuck,
 }
 
@@ -36,7 +36,7 @@ pub enum Truth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activity {
     None,
-    /// The service holds a slot for it, the command is on its way or waiting for it to reconnect.
+    /// The service holds a slot for it and its command is on its way.
     Dispatching,
     WaitingCache,
     Downloading,
@@ -93,9 +93,16 @@ pub enum Event {
         gw: u32,
         attempt: u32,
     },
+    /// A drop channel's next threshold crossing (`LINK` or `SESSION`).
     Disconnect {
+        channel: u8,
         generation: u32,
     },
+    /// The agent tries to re-establish its session.
+    ReconnectTry {
+        gw: u32,
+    },
+    /// A reconnect was answered in time: the session is back.
     Reconnect {
         gw: u32,
     },
@@ -123,6 +130,8 @@ struct Gw {
     bits_done: f64,
     chunk_fails: u32,
     disconnected: bool,
+    /// Failed reconnect tries since the session dropped.
+    reconnect_tries: u32,
     held_report: Option<Result<(), Cause>>,
 }
 
@@ -144,16 +153,23 @@ pub struct World {
     gws: Vec<Gw>,
     net: Network,
     pub service: Service,
-    hazard: Hazard,
-    hazard_rate: f64,
-    hazard_since: Time,
-    disconnect_generation: u32,
-    disconnect_at: Time,
+    /// Session drops by cause: link faults, and responses that miss their deadline.
+    channels: [Channel; 2],
+    /// Scratch for gateways a channel drops.
+    dropping: Vec<u32>,
+    /// The time of the event being handled: exposure changes accrue hazard up to it.
+    now: Time,
+    /// A weight changed since the drop events were last scheduled.
+    exposure_changed: bool,
     caches: Vec<Cache>,
     cache_waiters: Vec<Vec<u32>>,
     queue: EventQueue<Event>,
     busy_gateways: u32,
     online: u32,
+    /// Online gateways with an outstanding operation: their agents poll its state.
+    polling: u32,
+    /// A polling gateway's message rate relative to heartbeats alone.
+    polling_weight: f32,
     /// Scratch for flows whose rate changed in a reshare.
     changed: Vec<u32>,
     /// Each region's maintenance windows and the UTC time of day at t = 0, if any.
@@ -165,6 +181,10 @@ pub struct World {
     chunk_bits: f64,
     image_bits: f64,
 }
+
+/// Drop channels.
+const LINK: usize = 0;
+const SESSION: usize = 1;
 
 /// Link layout: 0 = origin, then one uplink per region, then one cache link per region.
 fn uplink(region: u16) -> LinkId {
@@ -182,12 +202,13 @@ impl World {
             regions,
         ));
         links.extend(std::iter::repeat_n(net_cfg.cache_mbps * 1e6, regions));
-        let mut hazard = Hazard::new(n);
+        let mut link = Hazard::new(n);
+        let mut session = Hazard::new(n);
         let gws: Vec<Gw> = (0..n as u32)
             .map(|i| {
                 let mut luck = rng::stream(seed, Purpose::Luck, u64::from(i));
-                let budget: f64 = Exp1.sample(&mut luck);
-                hazard.renew(i, budget);
+                link.renew(i, Exp1.sample(&mut luck));
+                session.renew(i, Exp1.sample(&mut luck));
                 Gw {
                     profile: Profile::draw(scenario, seed, i),
                     luck,
@@ -200,23 +221,31 @@ impl World {
                     bits_done: 0.0,
                     chunk_fails: 0,
                     disconnected: false,
+                    reconnect_tries: 0,
                     held_report: None,
                 }
             })
             .collect();
         let mut w = World {
-            service: Service::new(&scenario.service),
+            service: Service::new(
+                &scenario.service,
+                scenario.agent.status_poll_s,
+                rng::stream(seed, Purpose::Service, 0),
+            ),
             net: Network::new(links, n + regions),
-            hazard,
-            hazard_rate: 0.0,
-            hazard_since: Time::ZERO,
-            disconnect_generation: 0,
-            disconnect_at: Time::NEVER,
+            channels: [Channel::new(link), Channel::new(session)],
+            dropping: Vec::new(),
+            now: Time::ZERO,
+            exposure_changed: false,
             caches: vec![Cache::Cold; regions],
             cache_waiters: vec![Vec::new(); regions],
             queue: EventQueue::default(),
             busy_gateways: 0,
             online: n as u32,
+            polling: 0,
+            polling_weight: (1.0
+                + scenario.service.heartbeat_interval_s / scenario.agent.status_poll_s)
+                as f32,
             changed: Vec::new(),
             touched: None,
             install_windows: scenario
@@ -344,58 +373,70 @@ impl World {
             (true, false) => self.busy_gateways -= 1,
             _ => {}
         }
+    }
+
+    /// A gateway's exposure to session drops while it holds a session: its link's flakiness
+    /// to link faults, and its message rate (heartbeats, plus status polls while an operation
+    /// is outstanding) to responses that miss their deadline.
+    fn refresh_exposure(&mut self, g: u32) {
+        // The hazard so far accrued at the old weights.
+        self.advance_hazard(self.now);
+        self.exposure_changed = true;
+        let gw = &self.gws[g as usize];
+        let alive = gw.online && !matches!(gw.truth, Truth::Bricked | Truth::Stuck);
+        let (link, session) = if !alive {
+            (0.0, 0.0)
+        } else if gw.op != Op::None {
+            (gw.profile.flakiness, self.polling_weight)
+        } else {
+            (gw.profile.flakiness, 1.0)
+        };
+        self.channels[LINK].hazard.set_weight(g, link);
+        self.channels[SESSION].hazard.set_weight(g, session);
+    }
+
+    /// Whether `g`'s agent is polling the state of an outstanding operation.
+    fn polls(&self, g: u32) -> bool {
+        let gw = &self.gws[g as usize];
+        gw.online && gw.op != Op::None && !matches!(gw.truth, Truth::Bricked | Truth::Stuck)
+    }
+
+    /// Keeps the polling count right after a change to `g` that began with `polled_before`.
+    fn repoll(&mut self, g: u32, polled_before: bool) {
+        match (polled_before, self.polls(g)) {
+            (false, true) => self.polling += 1,
+            (true, false) => self.polling -= 1,
+            _ => {}
+        }
         self.refresh_exposure(g);
     }
 
-    fn refresh_exposure(&mut self, g: u32) {
-        let gw = &self.gws[g as usize];
-        let f = &self.scenario.failures;
-        let w = if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
-            0.0
-        } else if matches!(
-            gw.activity,
-            Activity::Downloading
-                | Activity::ChunkPause
-                | Activity::Installing
-                | Activity::WaitingCache
-        ) {
-            gw.profile.flakiness
-        } else {
-            gw.profile.flakiness * f.idle_exposure as f32
-        };
-        self.hazard.set_weight(g, w);
-    }
-
     fn advance_hazard(&mut self, now: Time) {
-        self.hazard
-            .accumulate(self.hazard_rate, (now - self.hazard_since).secs());
-        self.hazard_since = now;
+        for c in &mut self.channels {
+            c.advance(now);
+        }
     }
 
-    /// Makes sure a Disconnect event is pending no later than the next threshold crossing.
+    /// Makes sure each channel's Disconnect event is pending no later than its next crossing.
     fn schedule_disconnect(&mut self, now: Time, force: bool) {
-        let Some((threshold, _)) = self.hazard.lowest() else {
-            return;
-        };
-        if self.hazard_rate <= 0.0 {
-            return;
-        }
-        let dt = ((threshold - self.hazard.total).max(0.0) / self.hazard_rate).min(1e9);
-        let at = now + Time::from_secs(dt);
-        if force || at < self.disconnect_at || self.disconnect_at < now {
-            self.disconnect_generation = self.disconnect_generation.wrapping_add(1);
-            self.disconnect_at = at;
-            self.queue.push(
-                at,
-                Event::Disconnect {
-                    generation: self.disconnect_generation,
-                },
-            );
+        self.advance_hazard(now);
+        self.exposure_changed = false;
+        for (i, c) in self.channels.iter_mut().enumerate() {
+            if let Some((at, generation)) = c.reschedule(now, force) {
+                self.queue.push(
+                    at,
+                    Event::Disconnect {
+                        channel: i as u8,
+                        generation,
+                    },
+                );
+            }
         }
     }
 
     /// Carries out one engine command at `now`.
     pub fn apply(&mut self, now: Time, cmd: &Command, obs: &mut Vec<Observation>) {
+        self.now = now;
         match *cmd {
             Command::Check { gw } => {
                 let facts = self.facts(now, gw);
@@ -419,7 +460,9 @@ impl World {
             }
             Command::WaveReleased { .. } | Command::Halt { .. } | Command::Paused { .. } => {}
         }
-        self.schedule_disconnect(now, false);
+        if self.exposure_changed {
+            self.schedule_disconnect(now, false);
+        }
     }
 
     /// What a pre-update check reads off a gateway; the engine judges it.
