@@ -31,8 +31,9 @@ pub fn run(args: &CompareArgs) -> Result<(), Failure> {
         return Err(Failure::input("--bad-release must be between 0 and 1"));
     }
     let good = scenario::load(&path, &args.sets)?;
-    let mut bad = good.clone();
-    bad.firmware.defect_rate = args.bad_release;
+    let bad = good
+        .with_value("firmware.defect_rate", toml::Value::Float(args.bad_release))
+        .map_err(|e| e.in_file(&path))?;
     let mut entries: Vec<(String, Policy)> = Vec::new();
     // Rollouts are judged against the plan's limits, or the tuner's defaults.
     let mut limits = Constraints::default();

@@ -165,6 +165,18 @@ impl Reconnect {
 }
 
 impl Scenario {
+    /// The same scenario with one value overridden in its document. Edit a scenario this way,
+    /// never through its validated fields: each run's draw of `[uncertainty]` rebuilds the
+    /// scenario from its document, and would silently drop a field edit.
+    pub fn with_value(&self, key: &str, value: toml::Value) -> Result<Scenario, InputError> {
+        let mut doc = self.document.clone();
+        overrides::apply(&mut doc, key, value)?;
+        let raw: raw::RawScenario = overrides::deserialize(&doc)?;
+        let mut out = validate::scenario(raw, doc)?;
+        out.fingerprint = self.fingerprint.clone();
+        Ok(out)
+    }
+
     /// Looks a policy up by name, with the list of names in the error.
     pub fn policy(&self, name: &str) -> Result<&Policy, InputError> {
         self.policies.get(name).ok_or_else(|| {

@@ -55,8 +55,9 @@ pub fn prepare_text(
         defect_rate: sweep.defect_rate.unwrap_or(0.5),
         base_seed: seed.unwrap_or(sweep.seed.unwrap_or(1_000) as u64),
     };
-    let mut bad = good.clone();
-    bad.firmware.defect_rate = spec.defect_rate;
+    let bad = good
+        .with_value("firmware.defect_rate", toml::Value::Float(spec.defect_rate))
+        .map_err(|e| e.in_file(path))?;
     let configs = config::configs(&good).map_err(|e| e.in_file(path))?;
     Ok(Prepared {
         path: path.into(),
