@@ -410,14 +410,14 @@ fn uncertain_values_are_drawn_once_per_seed_for_every_policy() {
     let distinct: std::collections::BTreeSet<u64> = draws.iter().map(|d| d.0.to_bits()).collect();
     assert!(distinct.len() > 50, "seeds draw afresh");
     // A scenario without the table reports no draw.
+    let text = std::fs::read_to_string(seed_scenario()).unwrap();
+    let certain = write(
+        d.path(),
+        "certain.toml",
+        text.split("\n[uncertainty]").next().unwrap(),
+    );
     let plain = json(&[
-        "simulate",
-        &seed_scenario(),
-        "--policy",
-        "fixed",
-        "--seed",
-        "5",
-        "--json",
+        "simulate", &certain, "--policy", "fixed", "--seed", "5", "--json",
     ]);
     assert!(plain.get("uncertain").is_none());
 }

@@ -123,11 +123,18 @@ fn tuned_plans_carry_the_scenarios_windows() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let plan = d.path().join("plan.toml");
+    // One window a day stretches a rollout to about 36 h, over which background link drops
+    // alone reach 2% of the fleet and a few installs wait a day for the next window. This test
+    // is about plans carrying windows, not about those limits: it allows 5% and 90%.
     let o = run(&[
         "tune",
         sweep.to_str().unwrap(),
         "--plan",
         plan.to_str().unwrap(),
+        "--max-disconnect",
+        "0.05",
+        "--confidence",
+        "0.9",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&plan).unwrap();

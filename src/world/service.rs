@@ -60,7 +60,6 @@ pub struct Service {
     /// The response time an operation request meets now, network included.
     pub latency_ms: f64,
     pub rejected: u64,
-    pub reconnect_attempts: u64,
     /// Progress messages since the last tick.
     progress_msgs: f64,
 }
@@ -107,7 +106,6 @@ impl Service {
             peak_cpu_pct: cfg.cpu_base_pct.min(100.0),
             latency_ms: cfg.base_latency_ms + cfg.op_request_ms,
             rejected: 0,
-            reconnect_attempts: 0,
             progress_msgs: 0.0,
         }
     }
@@ -189,10 +187,7 @@ impl Service {
     pub fn request(&mut self, now: Time, class: Request) -> Time {
         let mean_ms = match class {
             Request::Lifecycle => self.cfg.op_request_ms,
-            Request::Reconnect => {
-                self.reconnect_attempts += 1;
-                self.cfg.reconnect_ms
-            }
+            Request::Reconnect => self.cfg.reconnect_ms,
         };
         Time::from_secs(self.request_cost(now, mean_ms / 1000.0))
     }
