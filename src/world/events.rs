@@ -80,14 +80,26 @@ impl World {
                     self.abort_download(now, g);
                     self.set_activity(g, Activity::None);
                 }
-                self.end_op(now, g, obs);
-                obs.push(Observation::Failed {
-                    gw: g,
-                    attempt,
-                    cause: Cause::Cancelled,
-                });
+                self.fail_op(now, g, attempt, Cause::Cancelled, obs);
             }
         }
+    }
+
+    /// Ends `g`'s operation at the service and reports it failed with `cause`.
+    fn fail_op(
+        &mut self,
+        now: Time,
+        g: u32,
+        attempt: u32,
+        cause: Cause,
+        obs: &mut Vec<Observation>,
+    ) {
+        self.end_op(now, g, obs);
+        obs.push(Observation::Failed {
+            gw: g,
+            attempt,
+            cause,
+        });
     }
 
     /// Frees the op's slot and hands it to the next queued op.
@@ -226,12 +238,7 @@ impl World {
                             self.set_activity(gw, Activity::None);
                         }
                     }
-                    self.end_op(now, gw, obs);
-                    obs.push(Observation::Failed {
-                        gw,
-                        attempt,
-                        cause: Cause::Timeout,
-                    });
+                    self.fail_op(now, gw, attempt, Cause::Timeout, obs);
                 }
             }
             Event::Disconnect {
@@ -297,12 +304,7 @@ impl World {
         if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
             // No session to deliver the command on: the service fails it and frees the slot.
             self.set_activity(g, Activity::None);
-            self.end_op(now, g, obs);
-            obs.push(Observation::Failed {
-                gw: g,
-                attempt,
-                cause: Cause::Unreachable,
-            });
+            self.fail_op(now, g, attempt, Cause::Unreachable, obs);
             return;
         }
         if gw.truth == Truth::Updated {
@@ -648,12 +650,7 @@ impl World {
         let gw = &self.gws[g as usize];
         if gw.op == Op::Active && gw.activity != Activity::Installing {
             let attempt = gw.attempt;
-            self.end_op(now, g, obs);
-            obs.push(Observation::Failed {
-                gw: g,
-                attempt,
-                cause: Cause::Unreachable,
-            });
+            self.fail_op(now, g, attempt, Cause::Unreachable, obs);
         }
         self.refresh_exposure(g);
         self.repoll(g, polled);

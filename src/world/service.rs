@@ -23,6 +23,7 @@ use rand_distr::{Distribution, Exp1};
 
 use crate::scenario;
 use crate::sim::rng::Stream;
+use crate::sim::Key;
 use crate::time::Time;
 
 /// The request classes that go through the queue one by one.
@@ -62,21 +63,6 @@ pub struct Service {
     pub rejected: u64,
     /// Progress messages since the last tick.
     progress_msgs: f64,
-}
-
-/// A core's free time, ordered totally.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Key(f64);
-impl Eq for Key {}
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 pub enum Admission {
