@@ -288,7 +288,15 @@ impl World {
         if gw.attempt != attempt || gw.op != Op::Active {
             return;
         }
-        if gw.activity == Activity::Installing && gw.online {
+        if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
+            // No session to deliver the command on: the service fails it and frees the slot.
+            if gw.activity == Activity::Dispatching {
+                self.set_activity(g, Activity::None);
+            }
+            self.fail_op(now, g, attempt, Cause::Unreachable, obs);
+            return;
+        }
+        if gw.activity == Activity::Installing {
             // A command re-issued while the gateway still flashes an earlier one: an agent
             // without a guard starts a second write (physical), otherwise it ignores it and
             // reports when its install ends.
@@ -299,12 +307,6 @@ impl World {
             return;
         }
         if gw.activity != Activity::Dispatching {
-            return;
-        }
-        if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
-            // No session to deliver the command on: the service fails it and frees the slot.
-            self.set_activity(g, Activity::None);
-            self.fail_op(now, g, attempt, Cause::Unreachable, obs);
             return;
         }
         if gw.truth == Truth::Updated {
