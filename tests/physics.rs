@@ -225,3 +225,49 @@ fn a_reconnect_storm_recovers_with_backoff_and_jitter_and_stays_collapsed_withou
         "a fixed, synchronised retry keeps the service collapsed two hours on: {offline} offline, CPU {cpu:.0}%"
     );
 }
+
+#[test]
+fn every_link_carries_exactly_its_share_of_bytes_with_four_regional_caches() {
+    use stagger::engine::Command;
+    use stagger::time::Time;
+    use stagger::world::{Event, World};
+
+    // 12 gateways in four regions behind caches: the origin carries the image once per region,
+    // each uplink once (its cache's fill), each cache once per gateway of its region.
+    let s = stagger::scenario::load(
+        &data("physics.toml"),
+        &[
+            "fleet.gateways=12".into(),
+            "fleet.regions=[\"a\", \"b\", \"c\", \"d\"]".into(),
+            "network.origin_mbps=100".into(),
+            "network.regional_caches=true".into(),
+            "network.cache_mbps=30".into(),
+        ],
+    )
+    .unwrap();
+    let mut world = World::new(&s, 1);
+    let mut obs = Vec::new();
+    for gw in 0..12 {
+        world.apply(Time::ZERO, &Command::Start { gw, attempt: 1 }, &mut obs);
+    }
+    while let Some((t, e)) = world.pop() {
+        if t > Time::from_secs(3600.0) {
+            break;
+        }
+        match e {
+            Event::Tick => world.on_tick(t),
+            other => world.handle(t, other, &mut obs),
+        }
+    }
+    let image = 150e6 * 8.0;
+    let (origin, uplinks, caches) = world.link_bits();
+    let same = |got: f64, want: f64| (got - want).abs() <= want * 1e-9;
+    assert!(same(origin, 4.0 * image), "origin carried {origin} bits");
+    for (r, (up, cache)) in uplinks.iter().zip(&caches).enumerate() {
+        assert!(same(*up, image), "region {r}: uplink carried {up} bits");
+        assert!(
+            same(*cache, 3.0 * image),
+            "region {r}: cache carried {cache} bits"
+        );
+    }
+}

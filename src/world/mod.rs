@@ -358,6 +358,19 @@ impl World {
         (origin, uplinks, caches)
     }
 
+    /// Bits carried so far by the origin, each region's uplink and each regional cache.
+    pub fn link_bits(&self) -> (f64, Vec<f64>, Vec<f64>) {
+        let regions = self.caches.len() as u16;
+        let origin = self.net.carried_bits(0);
+        let uplinks = (0..regions)
+            .map(|r| self.net.carried_bits(uplink(r)))
+            .collect();
+        let caches = (0..regions)
+            .map(|r| self.net.carried_bits(1 + regions + r))
+            .collect();
+        (origin, uplinks, caches)
+    }
+
     pub fn tick_period(&self) -> Time {
         self.tick
     }

@@ -14,6 +14,8 @@ struct Flow {
     cap_bps: f64,
     rate_bps: f64,
     remaining_bits: f64,
+    /// Bits of the current target (chunk or image), to settle what it moved.
+    target_bits: f64,
     last: Time,
     /// Position in `active`, or `usize::MAX` when idle.
     slot: usize,
@@ -26,6 +28,8 @@ struct Flow {
 pub struct Network {
     capacity_bps: Vec<f64>,
     load_bps: Vec<f64>,
+    /// Bits each link has carried, settled when a flow's target is done or it stops.
+    carried_bits: Vec<f64>,
     flows: Vec<Flow>,
     active: Vec<FlowId>,
     /// The active flows crossing each link.
@@ -49,6 +53,7 @@ impl Network {
         let links = capacity_bps.len();
         Network {
             load_bps: vec![0.0; links],
+            carried_bits: vec![0.0; links],
             capacity_bps,
             flows: vec![
                 Flow {
@@ -56,6 +61,7 @@ impl Network {
                     cap_bps: 0.0,
                     rate_bps: 0.0,
                     remaining_bits: 0.0,
+                    target_bits: 0.0,
                     last: Time::ZERO,
                     slot: usize::MAX,
                     link_pos: [usize::MAX; 2],
@@ -84,6 +90,7 @@ impl Network {
         f.links = links;
         f.cap_bps = cap_bps;
         f.remaining_bits = bits;
+        f.target_bits = bits;
         f.last = now;
         f.rate_bps = 0.0;
         f.slot = self.active.len();
@@ -102,9 +109,12 @@ impl Network {
 
     /// Gives a running flow a new target (the next chunk) without changing any rate.
     pub fn refill(&mut self, now: Time, id: FlowId, bits: f64) {
+        self.advance_one(id, now);
+        self.settle(id);
         let f = &mut self.flows[id as usize];
         f.last = now;
         f.remaining_bits = bits;
+        f.target_bits = bits;
         f.generation = f.generation.wrapping_add(1);
     }
 
@@ -114,6 +124,7 @@ impl Network {
             return 0.0;
         }
         self.advance_one(id, now);
+        self.settle(id);
         let f = &mut self.flows[id as usize];
         let slot = f.slot;
         f.slot = usize::MAX;
@@ -170,6 +181,22 @@ impl Network {
             return Time::NEVER;
         }
         f.last + Time::from_millis_f64(f.remaining_bits.max(0.0) / f.rate_bps * 1000.0)
+    }
+
+    /// Credits the links of `id` with what it moved of its current target.
+    fn settle(&mut self, id: FlowId) {
+        let f = &self.flows[id as usize];
+        let moved = (f.target_bits - f.remaining_bits.max(0.0)).max(0.0);
+        for l in f.links {
+            if l != NO_LINK {
+                self.carried_bits[l as usize] += moved;
+            }
+        }
+    }
+
+    /// Bits a link has carried for targets that are done or stopped.
+    pub fn carried_bits(&self, link: LinkId) -> f64 {
+        self.carried_bits[link as usize]
     }
 
     fn advance_one(&mut self, id: FlowId, now: Time) {
