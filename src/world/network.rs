@@ -109,8 +109,9 @@ impl Network {
 
     /// Gives a running flow a new target (the next chunk) without changing any rate.
     pub fn refill(&mut self, now: Time, id: FlowId, bits: f64) {
-        self.advance_one(id, now);
-        self.settle(id);
+        // Called when the target is done: it moved all of it.
+        let done = self.flows[id as usize].target_bits;
+        self.credit(id, done);
         let f = &mut self.flows[id as usize];
         f.last = now;
         f.remaining_bits = bits;
@@ -187,10 +188,16 @@ impl Network {
     fn settle(&mut self, id: FlowId) {
         let f = &self.flows[id as usize];
         let moved = (f.target_bits - f.remaining_bits.max(0.0)).max(0.0);
-        for l in f.links {
-            if l != NO_LINK {
-                self.carried_bits[l as usize] += moved;
-            }
+        self.credit(id, moved);
+    }
+
+    fn credit(&mut self, id: FlowId, bits: f64) {
+        let [a, b] = self.flows[id as usize].links;
+        if a != NO_LINK {
+            self.carried_bits[a as usize] += bits;
+        }
+        if b != NO_LINK {
+            self.carried_bits[b as usize] += bits;
         }
     }
 
