@@ -608,6 +608,7 @@ impl World {
         let polled = self.polls(g);
         self.gws[g as usize].truth = Truth::Bricked;
         self.set_activity(g, Activity::None);
+        self.refresh_exposure(g);
         self.repoll(g, polled);
         self.counters.last_activity = now;
         self.fail_after_reboot_grace(now, g, attempt);

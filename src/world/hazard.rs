@@ -53,6 +53,11 @@ impl Hazard {
         self.push(g);
     }
 
+    /// The exposure weight of `g`.
+    pub fn weight(&self, g: u32) -> f32 {
+        self.weight[g as usize]
+    }
+
     /// Changes the exposure weight of `g` from now on.
     pub fn set_weight(&mut self, g: u32, weight: f32) {
         let i = g as usize;

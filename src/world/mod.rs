@@ -397,15 +397,22 @@ impl World {
         self.exposure_changed = true;
         let gw = &self.gws[g as usize];
         let alive = gw.online && !matches!(gw.truth, Truth::Bricked | Truth::Stuck);
-        let (link, session) = if !alive {
-            (0.0, 0.0)
-        } else if gw.op != Op::None {
-            (gw.profile.flakiness, self.polling_weight)
-        } else {
-            (gw.profile.flakiness, 1.0)
-        };
+        let link = if alive { gw.profile.flakiness } else { 0.0 };
+        let session = self.session_weight(g);
         self.channels[LINK].hazard.set_weight(g, link);
         self.channels[SESSION].hazard.set_weight(g, session);
+    }
+
+    /// Messages per heartbeat interval, relative to heartbeats alone (0 without a session).
+    fn session_weight(&self, g: u32) -> f32 {
+        let gw = &self.gws[g as usize];
+        if !gw.online || matches!(gw.truth, Truth::Bricked | Truth::Stuck) {
+            0.0
+        } else if gw.op != Op::None {
+            self.polling_weight
+        } else {
+            1.0
+        }
     }
 
     /// Whether `g`'s agent is polling the state of an outstanding operation.
@@ -421,7 +428,13 @@ impl World {
             (true, false) => self.polling -= 1,
             _ => {}
         }
-        self.refresh_exposure(g);
+        // An operation changes only the message rate: the session channel's weight.
+        let w = self.session_weight(g);
+        if self.channels[SESSION].hazard.weight(g) != w {
+            self.advance_hazard(self.now);
+            self.exposure_changed = true;
+            self.channels[SESSION].hazard.set_weight(g, w);
+        }
     }
 
     fn advance_hazard(&mut self, now: Time) {
