@@ -47,6 +47,11 @@ pub enum Command {
         after_help = "Examples:\n  stagger sensitivity scenarios/seed-200.toml --policy bulk\n  stagger sensitivity scenarios/seed-200.toml --policy seed-staged --trajectories 20 --seeds 8 --top 8"
     )]
     Sensitivity(SensitivityArgs),
+    /// Fit the fleet's parameters from rollout journals or simulated traces, with intervals
+    #[command(
+        after_help = "Examples:\n  stagger simulate scenarios/seed-200.toml --trace run.jsonl   # also writes run.inventory.csv\n  stagger fit run.jsonl --scenario scenarios/seed-200.toml --out fitted.toml\n  stagger fit rollout-4.2.0.journal.jsonl --inventory fleet.csv --scenario scenarios/seed-200.toml --out fitted.toml --json"
+    )]
+    Fit(FitArgs),
     /// Check the simulator against the seed's reference figures (bulk, seed-staged, caches)
     #[command(after_help = "Examples:\n  stagger calibrate scenarios/seed-200.toml")]
     Calibrate(CalibrateArgs),
@@ -525,4 +530,28 @@ pub struct SimulateArgs {
     /// Timeline sampling interval in virtual seconds (at most 60)
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub sample_every: f64,
+    /// Write the run's observations in the live journal's format (for `stagger fit`), and
+    /// its fleet's regions and hardware classes beside it as FILE.inventory.csv
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub trace: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Live journals or simulated traces (`simulate --trace`), one rollout each
+    #[arg(required = true, value_name = "TRACE_OR_JOURNAL")]
+    pub journals: Vec<PathBuf>,
+    /// The scenario to start from: values the data cannot identify stay as it has them
+    #[arg(long, value_name = "BASE.toml")]
+    pub scenario: PathBuf,
+    /// Where to write the fitted scenario
+    #[arg(long, value_name = "FITTED.toml")]
+    pub out: Option<PathBuf>,
+    /// The fleet inventory (region and hw columns) for every journal; default: the
+    /// JOURNAL.inventory.csv beside each one, if any
+    #[arg(long, value_name = "FILE.csv")]
+    pub inventory: Option<PathBuf>,
+    /// Print the fit report as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }

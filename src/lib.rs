@@ -16,6 +16,7 @@ pub mod emulate;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod fit;
 pub mod live;
 pub mod plot;
 pub mod progress;

@@ -4,6 +4,7 @@ pub mod approve;
 pub mod calibrate;
 pub mod compare;
 pub mod emulate;
+pub mod fit;
 pub mod preflight;
 pub mod review;
 pub mod rollout;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Calibrate(args) => calibrate::run(&args),
+        Command::Fit(args) => fit::run(&args),
         Command::Sensitivity(args) => sensitivity::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Rollout(args) => rollout::run(&args),

@@ -2,6 +2,7 @@
 
 use crate::cli::SimulateArgs;
 use crate::error::Failure;
+use crate::fit::trace;
 use crate::scenario::{self, InputError};
 use crate::simulate::{self, Options};
 use crate::time::Time;
@@ -55,7 +56,31 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
             .as_ref()
             .map(|_| Time::from_secs(args.sample_every)),
     };
-    let outcome = simulate::run(&scenario, &name, &policy, args.seed, &opts);
+    let outcome = match &args.trace {
+        None => simulate::run(&scenario, &name, &policy, args.seed, &opts),
+        Some(path) => {
+            let world = crate::world::World::new(
+                &scenario::uncertainty::for_seed(&scenario, args.seed),
+                args.seed,
+            );
+            let inventory = trace::inventory_csv(&scenario, &world.inventory());
+            drop(world);
+            let header = trace::header(&scenario, &name, args.seed, &inventory);
+            let mut writer = trace::TraceWriter::new(&header);
+            let outcome = simulate::run_traced(
+                &scenario,
+                &name,
+                &policy,
+                args.seed,
+                &opts,
+                &mut |t, item| writer.record(t, item),
+            );
+            let end = Time::from_secs(outcome.summary.makespan_s);
+            super::write_file(path, &writer.finish(end))?;
+            super::write_file(&crate::fit::observe::sibling_inventory(path), &inventory)?;
+            outcome
+        }
+    };
     if let (Some(path), Some(tl)) = (&args.timeline, &outcome.timeline) {
         let bytes = tl
             .to_csv()

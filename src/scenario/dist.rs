@@ -2,7 +2,7 @@
 //! Sampling never yields a value outside `[lo, hi]`; it must never panic on validated input.
 
 use rand::Rng;
-use rand_distr::{Distribution, Exp, LogNormal, Normal, Triangular};
+use rand_distr::{Beta, Distribution, Exp, Gamma, LogNormal, Normal, Triangular};
 
 use super::error::InputError;
 
@@ -22,6 +22,10 @@ enum Kind {
     LogNormal(LogNormal<f64>, [f64; 2]),
     Exponential(Exp<f64>, f64),
     Triangular(Triangular<f64>, [f64; 3]),
+    /// A posterior for a probability (`stagger fit` writes these): parameters a and b.
+    Beta(Beta<f64>, [f64; 2]),
+    /// A posterior for a rate: shape and scale.
+    Gamma(Gamma<f64>, [f64; 2]),
 }
 
 impl Dist {
@@ -59,6 +63,8 @@ impl Dist {
             Kind::LogNormal(d, _) => d.sample(rng),
             Kind::Exponential(d, _) => d.sample(rng),
             Kind::Triangular(d, _) => d.sample(rng),
+            Kind::Beta(d, _) => d.sample(rng),
+            Kind::Gamma(d, _) => d.sample(rng),
         }
     }
 
@@ -71,6 +77,8 @@ impl Dist {
             Kind::LogNormal(_, [mu, s]) => (mu + s * s / 2.0).exp(),
             Kind::Exponential(_, mean) => *mean,
             Kind::Triangular(_, [a, c, b]) => (a + b + c) / 3.0,
+            Kind::Beta(_, [a, b]) => a / (a + b),
+            Kind::Gamma(_, [k, theta]) => k * theta,
         }
         .clamp(self.lo, self.hi)
     }
@@ -150,7 +158,7 @@ pub fn parse(value: &toml::Value, key: &str, bounds: Bounds) -> Result<Dist, Inp
         .get("dist")
         .ok_or_else(|| {
             err(
-                "missing `dist` (one of: uniform, normal, lognormal, exponential, triangular)"
+                "missing `dist` (one of: uniform, normal, lognormal, exponential, triangular, beta, gamma)"
                     .into(),
             )
         })?
@@ -163,9 +171,11 @@ pub fn parse(value: &toml::Value, key: &str, bounds: Bounds) -> Result<Dist, Inp
         "lognormal" => &["median", "sigma", "mean", "sd", "min", "max"],
         "exponential" => &["mean", "min", "max"],
         "triangular" => &["min", "mode", "max"],
+        "beta" => &["a", "b", "min", "max"],
+        "gamma" => &["shape", "scale", "min", "max"],
         other => {
             return Err(err(format!(
-                "unknown dist `{other}` (expected constant, uniform, normal, lognormal, exponential or triangular)"
+                "unknown dist `{other}` (expected constant, uniform, normal, lognormal, exponential, triangular, beta or gamma)"
             )))
         }
     };
@@ -205,7 +215,9 @@ pub fn parse(value: &toml::Value, key: &str, bounds: Bounds) -> Result<Dist, Inp
     }
     let kind = match kind_name {
         "constant" => Kind::Constant(need("value")?),
-        "uniform" | "normal" | "lognormal" | "exponential" | "triangular" => Kind::Constant(0.0),
+        "uniform" | "normal" | "lognormal" | "exponential" | "triangular" | "beta" | "gamma" => {
+            Kind::Constant(0.0)
+        }
         _ => return Err(err(format!("unknown dist `{kind_name}`"))),
     };
     let kind = match (kind_name, kind) {
@@ -258,6 +270,29 @@ pub fn parse(value: &toml::Value, key: &str, bounds: Bounds) -> Result<Dist, Inp
                 return Err(err(format!("exponential needs mean > 0 (got {mean})")));
             }
             Kind::Exponential(Exp::new(1.0 / mean).map_err(|e| err(e.to_string()))?, mean)
+        }
+        ("beta", _) => {
+            let (a, b) = (need("a")?, need("b")?);
+            if !(a > 0.0 && b > 0.0) {
+                return Err(err(format!("beta needs a > 0 and b > 0 (got {a}, {b})")));
+            }
+            // A probability: never outside [0, 1], whatever the bounds allow.
+            lo = lo.max(0.0);
+            hi = hi.min(1.0);
+            Kind::Beta(Beta::new(a, b).map_err(|e| err(e.to_string()))?, [a, b])
+        }
+        ("gamma", _) => {
+            let (k, theta) = (need("shape")?, need("scale")?);
+            if !(k > 0.0 && theta > 0.0) {
+                return Err(err(format!(
+                    "gamma needs shape > 0 and scale > 0 (got {k}, {theta})"
+                )));
+            }
+            lo = lo.max(0.0);
+            Kind::Gamma(
+                Gamma::new(k, theta).map_err(|e| err(e.to_string()))?,
+                [k, theta],
+            )
         }
         (_, _) => {
             let (a, c, b) = (need("min")?, need("mode")?, need("max")?);

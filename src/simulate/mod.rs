@@ -6,7 +6,7 @@ pub mod breakdown;
 pub mod summary;
 pub mod timeline;
 
-use crate::engine::{Command, Engine, Policy};
+use crate::engine::{Command, Engine, Observation, Policy};
 use crate::scenario::Scenario;
 use crate::time::Time;
 use crate::world::{Event, World};
@@ -27,8 +27,27 @@ pub struct Outcome {
     pub timeline: Option<Timeline>,
 }
 
+/// An engine input or output, as a live journal records it.
+pub enum Traced<'a> {
+    Observation(&'a Observation),
+    Command(&'a Command),
+}
+
 /// Runs `policy` named `name` on `scenario` with `seed`.
 pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &Options) -> Outcome {
+    run_traced(scenario, name, policy, seed, opts, &mut |_, _| {})
+}
+
+/// `run`, handing every engine input and output to `trace` with its virtual time, in the
+/// order the engine saw them.
+pub fn run_traced(
+    scenario: &Scenario,
+    name: &str,
+    policy: &Policy,
+    seed: u64,
+    opts: &Options,
+    trace: &mut dyn FnMut(Time, Traced<'_>),
+) -> Outcome {
     // This replication's draw of the scenario's uncertain values.
     let scenario = crate::scenario::uncertainty::for_seed(scenario, seed);
     let scenario: &Scenario = &scenario;
@@ -57,17 +76,19 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
         // Drain commands and their immediate answers until the engine is quiet.
         loop {
             while let Some(cmd) = engine.poll_command() {
+                trace(now, Traced::Command(&cmd));
                 world.apply(now, &cmd, &mut obs);
                 if let Command::Paused { wave, .. } = cmd {
                     // Approval gates are approved at once: predictions leave out the time
                     // an operator takes.
-                    obs.push(crate::engine::Observation::Approved { wave });
+                    obs.push(Observation::Approved { wave });
                 }
             }
             if obs.is_empty() {
                 break;
             }
             for o in obs.drain(..) {
+                trace(now, Traced::Observation(&o));
                 engine.handle(now, o);
             }
         }
@@ -104,8 +125,11 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
             }
             Event::Tick => {
                 world.on_tick(now);
-                let latency = world.service.latency_ms;
-                engine.handle(now, crate::engine::Observation::Latency { ms: latency });
+                let latency = Observation::Latency {
+                    ms: world.service.latency_ms,
+                };
+                trace(now, Traced::Observation(&latency));
+                engine.handle(now, latency);
                 if let Some(tl) = timeline.as_mut() {
                     // The tracker sees every change first and hands it on.
                     critical.update(now, &mut world, &mut engine, Some(tl.touched()));
@@ -115,6 +139,7 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
             other => {
                 world.handle(now, other, &mut obs);
                 for o in obs.drain(..) {
+                    trace(now, Traced::Observation(&o));
                     engine.handle(now, o);
                 }
             }

@@ -419,9 +419,9 @@ impl World {
         let gw = &mut self.gws[g as usize];
         if failed {
             self.counters.chunk_failures += 1;
-            gw.chunk_fails += 1;
+            gw.chunk_fails = gw.chunk_fails.saturating_add(1);
             let attempt = gw.attempt;
-            let give_up = gw.chunk_fails > self.scenario.network.max_chunk_retries;
+            let give_up = u32::from(gw.chunk_fails) > self.scenario.network.max_chunk_retries;
             self.net.stop(now, g);
             self.reshare(now);
             if give_up {
@@ -698,8 +698,8 @@ impl World {
         }
         let (max_attempts, reconnect) = (agent.reconnect.max_attempts, agent.reconnect.clone());
         let gw = &mut self.gws[g as usize];
-        gw.reconnect_tries += 1;
-        if gw.reconnect_tries >= max_attempts {
+        gw.reconnect_tries = gw.reconnect_tries.saturating_add(1);
+        if u32::from(gw.reconnect_tries) >= max_attempts {
             if gw.activity == Activity::Installing {
                 // The reboot at the end of the install restarts the agent.
                 return;
@@ -712,7 +712,7 @@ impl World {
             self.counters.last_activity = now;
             return;
         }
-        let tries = gw.reconnect_tries;
+        let tries = u32::from(gw.reconnect_tries);
         let u: f64 = gw.luck.random();
         let wait = reconnect.delay_s(tries, u);
         self.queue.push(

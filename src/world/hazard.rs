@@ -8,14 +8,23 @@ use std::collections::BinaryHeap;
 
 use crate::sim::Key;
 
+#[derive(Clone, Copy)]
+struct Exposure {
+    /// What is left of the gateway's Exp(1) budget as of `mark`.
+    budget: f64,
+    /// H when the budget was last settled.
+    mark: f64,
+    weight: f32,
+    /// Bumped on every change: heap entries of older versions are stale.
+    version: u32,
+}
+
 #[derive(Default)]
 pub struct Hazard {
     /// Cumulative hazard H so far.
     pub total: f64,
-    budget: Vec<f64>,
-    weight: Vec<f32>,
-    mark: Vec<f64>,
-    version: Vec<u32>,
+    /// One record per gateway: a weight change touches one cache line, not four.
+    gws: Vec<Exposure>,
     heap: BinaryHeap<Reverse<(Key, u32, u32)>>,
     /// The lowest threshold pushed since it was last reset (an earlier crossing may be due).
     pub fresh_min: f64,
@@ -28,13 +37,20 @@ impl Hazard {
     pub fn new(n: usize) -> Hazard {
         Hazard {
             total: 0.0,
-            budget: vec![f64::INFINITY; n],
-            weight: vec![0.0; n],
-            mark: vec![0.0; n],
-            version: vec![0; n],
+            gws: vec![
+                Exposure {
+                    budget: f64::INFINITY,
+                    mark: 0.0,
+                    weight: 0.0,
+                    version: 0,
+                };
+                n
+            ],
             heap: BinaryHeap::new(),
             fresh_min: f64::INFINITY,
-            indexed: true,
+            // Indexed by the first `reschedule` that finds the rate worth an event: a channel
+            // that never matters (session drops on an idle service) never builds its heap.
+            indexed: false,
         }
     }
 
@@ -47,26 +63,26 @@ impl Hazard {
 
     /// Gives gateway `g` a fresh budget (after it reconnects).
     pub fn renew(&mut self, g: u32, budget: f64) {
-        let i = g as usize;
-        self.budget[i] = budget;
-        self.mark[i] = self.total;
+        let e = &mut self.gws[g as usize];
+        e.budget = budget;
+        e.mark = self.total;
         self.push(g);
     }
 
     /// The exposure weight of `g`.
     pub fn weight(&self, g: u32) -> f32 {
-        self.weight[g as usize]
+        self.gws[g as usize].weight
     }
 
     /// Changes the exposure weight of `g` from now on.
     pub fn set_weight(&mut self, g: u32, weight: f32) {
-        let i = g as usize;
-        if self.weight[i] == weight {
+        let e = &mut self.gws[g as usize];
+        if e.weight == weight {
             return;
         }
-        self.budget[i] -= f64::from(self.weight[i]) * (self.total - self.mark[i]);
-        self.mark[i] = self.total;
-        self.weight[i] = weight;
+        e.budget -= f64::from(e.weight) * (self.total - e.mark);
+        e.mark = self.total;
+        e.weight = weight;
         self.push(g);
     }
 
@@ -78,7 +94,7 @@ impl Hazard {
         self.indexed = on;
         self.heap.clear();
         if on {
-            for g in 0..self.weight.len() as u32 {
+            for g in 0..self.gws.len() as u32 {
                 self.push(g);
             }
         } else {
@@ -87,20 +103,19 @@ impl Hazard {
     }
 
     fn push(&mut self, g: u32) {
-        let i = g as usize;
-        self.version[i] = self.version[i].wrapping_add(1);
-        if self.indexed && self.weight[i] > 0.0 && self.budget[i].is_finite() {
-            let threshold = self.mark[i] + self.budget[i].max(0.0) / f64::from(self.weight[i]);
+        let e = &mut self.gws[g as usize];
+        e.version = e.version.wrapping_add(1);
+        if self.indexed && e.weight > 0.0 && e.budget.is_finite() {
+            let threshold = e.mark + e.budget.max(0.0) / f64::from(e.weight);
             self.fresh_min = self.fresh_min.min(threshold);
-            self.heap
-                .push(Reverse((Key(threshold), g, self.version[i])));
+            self.heap.push(Reverse((Key(threshold), g, e.version)));
         }
     }
 
     /// The lowest threshold on H and its gateway.
     pub fn lowest(&mut self) -> Option<(f64, u32)> {
         while let Some(&Reverse((Key(t), g, v))) = self.heap.peek() {
-            if self.version[g as usize] == v {
+            if self.gws[g as usize].version == v {
                 return Some((t, g));
             }
             self.heap.pop();
@@ -110,10 +125,10 @@ impl Hazard {
 
     /// Removes `g` from exposure (it just disconnected).
     pub fn disconnect(&mut self, g: u32) {
-        let i = g as usize;
-        self.weight[i] = 0.0;
-        self.budget[i] = f64::INFINITY;
-        self.version[i] = self.version[i].wrapping_add(1);
+        let e = &mut self.gws[g as usize];
+        e.weight = 0.0;
+        e.budget = f64::INFINITY;
+        e.version = e.version.wrapping_add(1);
     }
 }
 

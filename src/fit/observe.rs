@@ -1,0 +1,243 @@
+//! What a journal (or a trace) says happened to each update attempt: when the service took
+//! it, when its download began and ended, when it began installing, and how it ended.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::engine::{Cause, Observation, Phase};
+use crate::live::inventory::Inventory;
+use crate::live::journal::{self, Cmd, Record};
+use crate::scenario::InputError;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum End {
+    Succeeded,
+    Failed(Cause),
+}
+
+/// The facts of a gateway's last pre-update check before an attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Checked {
+    pub busy: Option<bool>,
+    pub battery_pct: Option<f64>,
+    pub cpu_pct: Option<f64>,
+}
+
+/// One update attempt on one gateway, times in plan ms.
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    pub gw: u32,
+    pub attempt: u32,
+    pub started: Option<u64>,
+    pub accepted: Option<u64>,
+    /// The last time its download (re)started.
+    pub downloading: Option<u64>,
+    pub downloaded: Option<u64>,
+    pub installing: Option<u64>,
+    pub end: Option<(u64, End)>,
+    pub checked: Option<Checked>,
+}
+
+/// One rollout's observations.
+pub struct Rollout {
+    pub source: String,
+    pub devices: usize,
+    pub attempts: Vec<Attempt>,
+    /// Measured service response times: (plan ms, ms).
+    pub latency: Vec<(u64, f64)>,
+    /// Region and hardware class of each device, when an inventory came with the journal.
+    pub classes: Option<Vec<(String, String)>>,
+    /// How finely the journal resolves when things happened (ms): 0 for a simulated trace,
+    /// else the median gap between the driver's successive looks at the platform.
+    pub resolution_ms: f64,
+}
+
+/// The inventory beside a trace: `run.jsonl` → `run.inventory.csv`.
+pub fn sibling_inventory(path: &Path) -> std::path::PathBuf {
+    path.with_extension("inventory.csv")
+}
+
+/// Reads a journal or trace, with its inventory (given, or the one beside it if any).
+pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError> {
+    let name = path.display().to_string();
+    let parsed = journal::read(path)?;
+    let devices = parsed.header.devices;
+    let beside = sibling_inventory(path);
+    let inv_path = inventory
+        .map(Path::to_path_buf)
+        .or_else(|| beside.exists().then_some(beside));
+    let classes = match inv_path {
+        Some(p) => {
+            let inv = Inventory::load(&p.display().to_string(), false)?;
+            if inv.devices.len() != devices {
+                return Err(InputError::new(format!(
+                    "the inventory {} has {} devices, the journal's header says {devices}",
+                    p.display(),
+                    inv.devices.len()
+                ))
+                .in_file(&name));
+            }
+            Some(inv.devices.into_iter().map(|d| (d.region, d.hw)).collect())
+        }
+        None => None,
+    };
+    let mut r = Rollout {
+        source: name.clone(),
+        devices,
+        attempts: Vec::new(),
+        latency: Vec::new(),
+        classes,
+        resolution_ms: 0.0,
+    };
+    let simulated = parsed.header.backend == "simulated";
+    let mut times: Vec<u64> = Vec::new();
+    let at = |line: usize, msg: String| {
+        let mut e = InputError::new(msg).in_file(&name);
+        e.line = Some(line);
+        e
+    };
+    let mut index: HashMap<(u32, u32), usize> = HashMap::new();
+    let mut latest: Vec<Option<usize>> = vec![None; devices];
+    let mut facts: Vec<Option<Checked>> = vec![None; devices];
+    let mut now = 0u64;
+    for (line, rec) in &parsed.records {
+        let line = *line;
+        let check_gw = |gw: u32| {
+            if (gw as usize) < devices {
+                Ok(gw as usize)
+            } else {
+                Err(at(
+                    line,
+                    format!("gateway {gw} is not one of the journal's {devices} devices"),
+                ))
+            }
+        };
+        match rec {
+            Record::Tick { t } | Record::Done { t } => {
+                now = now.max(*t);
+                times.push(*t);
+            }
+            Record::Cmd { c, .. } => {
+                for cmd in c {
+                    if let Cmd::Start { gw, attempt } = *cmd {
+                        let g = check_gw(gw)?;
+                        let i = r.attempts.len();
+                        r.attempts.push(Attempt {
+                            gw,
+                            attempt,
+                            started: Some(now),
+                            checked: facts[g],
+                            ..Attempt::default()
+                        });
+                        index.insert((gw, attempt), i);
+                        latest[g] = Some(i);
+                    }
+                }
+            }
+            Record::Obs { t, o } => {
+                now = now.max(*t);
+                times.push(*t);
+                for o in o {
+                    let o = o.to_engine().map_err(|e| at(line, e))?;
+                    observe(&mut r, &mut index, &mut latest, &mut facts, *t, o, check_gw)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !simulated {
+        times.sort_unstable();
+        times.dedup();
+        let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+        gaps.sort_by(f64::total_cmp);
+        if !gaps.is_empty() {
+            r.resolution_ms = crate::stats::quantile(&gaps, 0.5);
+        }
+    }
+    r.latency.sort_by_key(|(t, _)| *t);
+    Ok(r)
+}
+
+impl Rollout {
+    /// The service's measured response time (ms) last seen at or before `t`.
+    pub fn latency_at(&self, t: u64) -> f64 {
+        let i = self.latency.partition_point(|(at, _)| *at <= t);
+        if i > 0 {
+            self.latency[i - 1].1
+        } else {
+            self.latency.first().map_or(0.0, |(_, ms)| *ms)
+        }
+    }
+}
+
+/// The attempt an observation is about, created if the journal never showed its start
+/// (an attempt adopted from the platform).
+fn attempt_of(
+    r: &mut Rollout,
+    index: &mut HashMap<(u32, u32), usize>,
+    latest: &mut [Option<usize>],
+    gw: u32,
+    attempt: u32,
+) -> usize {
+    *index.entry((gw, attempt)).or_insert_with(|| {
+        r.attempts.push(Attempt {
+            gw,
+            attempt,
+            ..Attempt::default()
+        });
+        let i = r.attempts.len() - 1;
+        latest[gw as usize] = Some(i);
+        i
+    })
+}
+
+fn observe(
+    r: &mut Rollout,
+    index: &mut HashMap<(u32, u32), usize>,
+    latest: &mut [Option<usize>],
+    facts: &mut [Option<Checked>],
+    t: u64,
+    o: Observation,
+    check_gw: impl Fn(u32) -> Result<usize, InputError>,
+) -> Result<(), InputError> {
+    match o {
+        Observation::Accepted { gw, attempt } => {
+            check_gw(gw)?;
+            let i = attempt_of(r, index, latest, gw, attempt);
+            r.attempts[i].accepted.get_or_insert(t);
+        }
+        Observation::Progress { gw, attempt, phase } => {
+            check_gw(gw)?;
+            let i = attempt_of(r, index, latest, gw, attempt);
+            let a = &mut r.attempts[i];
+            match phase {
+                Phase::Queued => {}
+                Phase::Downloading => a.downloading = Some(t),
+                Phase::Downloaded => a.downloaded = Some(t),
+                Phase::Installing => a.installing = Some(t),
+            }
+        }
+        Observation::Succeeded { gw } => {
+            let g = check_gw(gw)?;
+            if let Some(i) = latest[g] {
+                r.attempts[i].end.get_or_insert((t, End::Succeeded));
+            }
+        }
+        Observation::Failed { gw, attempt, cause } => {
+            check_gw(gw)?;
+            let i = attempt_of(r, index, latest, gw, attempt);
+            r.attempts[i].end.get_or_insert((t, End::Failed(cause)));
+        }
+        Observation::Checked { gw, facts: f } => {
+            let g = check_gw(gw)?;
+            facts[g] = Some(Checked {
+                busy: f.busy,
+                battery_pct: f.battery_pct,
+                cpu_pct: f.cpu_pct,
+            });
+        }
+        Observation::Latency { ms } => r.latency.push((t, ms)),
+        Observation::Rejected { .. } | Observation::Approved { .. } => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Traces: the observations of a simulated run in the live journal's record format, so one
+//! reader serves simulated runs and real rollouts alike. Observations of one time share a
+//! line, as do consecutive commands; the gateways' regions and hardware classes go in an
+//! inventory CSV beside the trace, as a live rollout has its inventory.
+
+use std::io::Write;
+
+use crate::engine::GatewayInfo;
+use crate::live::journal::{self, Cmd, Header, Obs, Record};
+use crate::scenario::Scenario;
+use crate::simulate::Traced;
+use crate::time::Time;
+
+/// The header a simulated run's trace carries: backend `simulated`, no plan digest.
+pub fn header(scenario: &Scenario, policy: &str, seed: u64, inventory: &[u8]) -> Header {
+    Header {
+        journal: "stagger".into(),
+        version: journal::VERSION,
+        plan: policy.into(),
+        plan_digest: String::new(),
+        inventory_digest: journal::digest(&[inventory]),
+        devices: scenario.fleet.gateways as usize,
+        backend: "simulated".into(),
+        endpoint: scenario.name.clone(),
+        firmware_version: scenario.firmware.version.clone(),
+        firmware_digest: String::new(),
+        seed,
+        started_unix_ms: 0,
+        time_scale: 1.0,
+    }
+}
+
+/// The inventory CSV of a simulated fleet: `device_id,region,hw`, one row per gateway.
+pub fn inventory_csv(scenario: &Scenario, gateways: &[GatewayInfo]) -> Vec<u8> {
+    let mut out = b"device_id,region,hw\n".to_vec();
+    for (i, g) in gateways.iter().enumerate() {
+        let region = &scenario.fleet.regions[g.region as usize];
+        let hw = &scenario.fleet.hw_classes[g.hw as usize];
+        out.extend_from_slice(format!("gw-{i:06},{region},{hw}\n").as_bytes());
+    }
+    out
+}
+
+/// Collects a run's records, grouped the way the live journal groups them.
+pub struct TraceWriter {
+    out: Vec<u8>,
+    obs: Option<(u64, Vec<Obs>)>,
+    cmds: Option<(u64, Vec<Cmd>)>,
+    next_cmd: u64,
+    /// The time of the last record: commands at a later time follow a tick, as live.
+    last_t: u64,
+}
+
+impl TraceWriter {
+    pub fn new(header: &Header) -> TraceWriter {
+        let mut out = serde_json::to_vec(header).expect("a header serializes");
+        out.push(b'\n');
+        TraceWriter {
+            out,
+            obs: None,
+            cmds: None,
+            next_cmd: 1,
+            last_t: 0,
+        }
+    }
+
+    pub fn record(&mut self, t: Time, item: Traced<'_>) {
+        let t = t.millis();
+        match item {
+            Traced::Observation(o) => {
+                self.flush_cmds();
+                match &mut self.obs {
+                    Some((at, list)) if *at == t => list.push(Obs::from(o)),
+                    _ => {
+                        self.flush_obs();
+                        self.obs = Some((t, vec![Obs::from(o)]));
+                        self.last_t = t;
+                    }
+                }
+            }
+            Traced::Command(c) => {
+                self.flush_obs();
+                if t != self.last_t {
+                    self.flush_cmds();
+                    self.line(&Record::Tick { t });
+                    self.last_t = t;
+                }
+                let c = Cmd::from(c);
+                match &mut self.cmds {
+                    Some((_, list)) => list.push(c),
+                    None => self.cmds = Some((self.next_cmd, vec![c])),
+                }
+                self.next_cmd += 1;
+            }
+        }
+    }
+
+    fn flush_obs(&mut self) {
+        if let Some((t, o)) = self.obs.take() {
+            self.line(&Record::Obs { t, o });
+        }
+    }
+
+    fn flush_cmds(&mut self) {
+        if let Some((n, c)) = self.cmds.take() {
+            self.line(&Record::Cmd { n, c });
+        }
+    }
+
+    fn line(&mut self, r: &Record) {
+        serde_json::to_writer(&mut self.out, r).expect("a record serializes");
+        self.out.push(b'\n');
+    }
+
+    /// The trace's bytes, ending with a `done` record at `end`.
+    pub fn finish(mut self, end: Time) -> Vec<u8> {
+        self.flush_obs();
+        self.flush_cmds();
+        let done = Record::Done { t: end.millis() };
+        self.line(&done);
+        let mut out = self.out;
+        out.flush().ok();
+        out
+    }
+}
