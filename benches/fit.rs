@@ -11,8 +11,7 @@ use rayon::prelude::*;
 use stagger::fit::{self, observe, trace};
 use stagger::live::journal;
 use stagger::scenario;
-use stagger::simulate::{self, Options};
-use stagger::time::Time;
+use stagger::simulate::Options;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -30,23 +29,10 @@ fn main() {
     let paths: Vec<PathBuf> = (0..journals as u64)
         .into_par_iter()
         .map(|seed| {
-            let world =
-                stagger::world::World::new(&scenario::uncertainty::for_seed(&s, seed), seed);
-            let inventory = trace::inventory_csv(&s, &world.inventory());
-            drop(world);
-            let mut w = trace::TraceWriter::new(&trace::header(&s, "pipelined", seed, &inventory));
-            let out = simulate::run_traced(
-                &s,
-                "pipelined",
-                &policy,
-                seed,
-                &Options::default(),
-                &mut |t, i| w.record(t, i),
-            );
+            let run = trace::simulate(&s, "pipelined", &policy, seed, &Options::default());
             let path = dir.path().join(format!("run-{seed}.jsonl"));
-            std::fs::write(&path, w.finish(Time::from_secs(out.summary.makespan_s)))
-                .expect("write");
-            std::fs::write(observe::sibling_inventory(&path), inventory).expect("write");
+            std::fs::write(&path, run.trace).expect("write");
+            std::fs::write(observe::sibling_inventory(&path), run.inventory).expect("write");
             path
         })
         .collect();

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use stagger::fit::{self, observe, trace};
 use stagger::scenario::{self, uncertainty};
 use stagger::simulate::{self, Options};
-use stagger::time::Time;
 
 /// Simulates `policy` on `s` with `seed` and writes its trace (and inventory) into `dir`.
 fn traced(
@@ -19,16 +18,10 @@ fn traced(
     dir: &std::path::Path,
 ) -> std::path::PathBuf {
     let p = s.policy(policy).unwrap().clone();
-    let drawn = uncertainty::for_seed(s, seed);
-    let world = stagger::world::World::new(&drawn, seed);
-    let inventory = trace::inventory_csv(s, &world.inventory());
-    let mut w = trace::TraceWriter::new(&trace::header(s, policy, seed, &inventory));
-    let out = simulate::run_traced(s, policy, &p, seed, &Options::default(), &mut |t, i| {
-        w.record(t, i)
-    });
+    let run = trace::simulate(s, policy, &p, seed, &Options::default());
     let path = dir.join(format!("{policy}-{seed}.jsonl"));
-    std::fs::write(&path, w.finish(Time::from_secs(out.summary.makespan_s))).unwrap();
-    std::fs::write(observe::sibling_inventory(&path), inventory).unwrap();
+    std::fs::write(&path, run.trace).unwrap();
+    std::fs::write(observe::sibling_inventory(&path), run.inventory).unwrap();
     path
 }
 

@@ -1012,3 +1012,56 @@ fn log_lines_leave_no_stale_progress_frame_on_a_terminal() {
             .collect::<String>()
     );
 }
+
+#[test]
+fn a_rehearsal_journal_fits_to_the_values_the_emulated_fleet_was_given() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 100);
+    let plan = tuned_plan(d.path(), "watson-iot");
+    // The emulated fleet's own values: seed-200 without its uncertainty, so each is known.
+    let text = std::fs::read_to_string(seed_scenario()).unwrap();
+    let fleet = d.path().join("fleet.toml");
+    std::fs::write(&fleet, &text[..text.find("[uncertainty]").unwrap()]).unwrap();
+    let mut c = bin();
+    c.args(["emulate", "watson", "--inventory", inv.to_str().unwrap()])
+        .args(["--scenario", fleet.to_str().unwrap(), "--speed", "600"])
+        .env("WIOTP_API_KEY", KEY)
+        .env("WIOTP_API_TOKEN", TOKEN);
+    let (child, endpoint) = spawn_listening(&mut c, "the Watson double");
+    let _emu = Emulator { child, endpoint };
+    let journal = d.path().join("journal.jsonl");
+    let o = rollout(&plan, &inv, &_emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = json(&[
+        "fit",
+        journal.to_str().unwrap(),
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--scenario",
+        fleet.to_str().unwrap(),
+        "--json",
+    ]);
+    let given = [
+        ("install.seconds.min", 180.0),
+        ("install.seconds.max", 300.0),
+        ("failures.verify_failure_rate", 0.01),
+    ];
+    for (key, truth) in given {
+        let row = report["fitted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["parameter"] == key)
+            .unwrap_or_else(|| panic!("{key} not fitted: {report}"));
+        let (lo, hi) = (
+            row["interval90"][0].as_f64().unwrap(),
+            row["interval90"][1].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= truth && truth <= hi,
+            "{key}: [{lo}, {hi}] misses the fleet's {truth}: {report}"
+        );
+    }
+}

@@ -59,26 +59,13 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
     let outcome = match &args.trace {
         None => simulate::run(&scenario, &name, &policy, args.seed, &opts),
         Some(path) => {
-            let world = crate::world::World::new(
-                &scenario::uncertainty::for_seed(&scenario, args.seed),
-                args.seed,
-            );
-            let inventory = trace::inventory_csv(&scenario, &world.inventory());
-            drop(world);
-            let header = trace::header(&scenario, &name, args.seed, &inventory);
-            let mut writer = trace::TraceWriter::new(&header);
-            let outcome = simulate::run_traced(
-                &scenario,
-                &name,
-                &policy,
-                args.seed,
-                &opts,
-                &mut |t, item| writer.record(t, item),
-            );
-            let end = Time::from_secs(outcome.summary.makespan_s);
-            super::write_file(path, &writer.finish(end))?;
-            super::write_file(&crate::fit::observe::sibling_inventory(path), &inventory)?;
-            outcome
+            let run = trace::simulate(&scenario, &name, &policy, args.seed, &opts);
+            super::write_file(path, &run.trace)?;
+            super::write_file(
+                &crate::fit::observe::sibling_inventory(path),
+                &run.inventory,
+            )?;
+            run.outcome
         }
     };
     if let (Some(path), Some(tl)) = (&args.timeline, &outcome.timeline) {

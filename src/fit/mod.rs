@@ -252,7 +252,9 @@ fn failure_rates(base: &Scenario, attempts: &[(&Rollout, &Attempt)], fit: &mut F
     );
     // Install failures proper: among installs the pre-checks cleared of overheating and low
     // battery, when the journal holds pre-check facts at all.
-    let any_facts = outcomes.iter().any(|(a, _)| a.checked.is_some());
+    let any_facts = outcomes
+        .iter()
+        .any(|(a, _)| a.checked.is_some_and(|c| c.busy.is_some()));
     let pool: Vec<End> = outcomes
         .iter()
         .filter(|(a, _)| !any_facts || clean(a, base))
@@ -266,6 +268,13 @@ fn failure_rates(base: &Scenario, attempts: &[(&Rollout, &Attempt)], fit: &mut F
         )
     };
     let k = pool.iter().filter(|e| failed(e)).count() as u64;
+    if pool.is_empty() {
+        fit.unidentified.push((
+            "failures.install_failure_rate".into(),
+            "no install ended with a known outcome on a gateway its pre-check cleared".into(),
+        ));
+        return;
+    }
     // Not written: a gateway idle at its check can turn busy before it flashes and overheat,
     // so flash failures of even clean installs mix the two causes (on seed-200, with
     // overheating off the rate is 1.94% against 2%; with it on, 2.87%).
@@ -402,7 +411,8 @@ fn downloads(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
     for r in rollouts {
         let mut edges: Vec<(u64, f64)> = Vec::new();
         for a in &r.attempts {
-            let (Some(from), Some(to)) = (a.downloading, a.downloaded) else {
+            // A live platform may not say when the download began: its request is the start.
+            let (Some(from), Some(to)) = (a.downloading.or(a.started), a.downloaded) else {
                 continue;
             };
             if to <= from {

@@ -134,6 +134,27 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
                     }
                 }
             }
+            // A live driver's request for a later phase (the update after the download) is
+            // where the install begins: live platforms report no `installing` phase.
+            Record::Send {
+                t,
+                phase,
+                gws,
+                attempts,
+                ..
+            } => {
+                now = now.max(*t);
+                for (&gw, &attempt) in gws.iter().zip(attempts) {
+                    check_gw(gw)?;
+                    let i = attempt_of(&mut r, &mut index, &mut latest, gw, attempt);
+                    let a = &mut r.attempts[i];
+                    if *phase == 0 {
+                        a.started.get_or_insert(*t);
+                    } else {
+                        a.installing.get_or_insert(*t);
+                    }
+                }
+            }
             Record::Obs { t, o } => {
                 now = now.max(*t);
                 times.push(*t);

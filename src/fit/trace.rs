@@ -123,3 +123,38 @@ impl TraceWriter {
         out
     }
 }
+
+/// A traced run: its outcome, the trace's bytes and the inventory CSV to write beside it.
+pub struct TracedRun {
+    pub outcome: crate::simulate::Outcome,
+    pub trace: Vec<u8>,
+    pub inventory: Vec<u8>,
+}
+
+/// Runs `policy` named `name` on `scenario` with `seed`, tracing it.
+pub fn simulate(
+    scenario: &Scenario,
+    name: &str,
+    policy: &crate::engine::Policy,
+    seed: u64,
+    opts: &crate::simulate::Options,
+) -> TracedRun {
+    // The fleet this seed draws, for the inventory (a cheap build next to the run itself).
+    let world = crate::world::World::new(
+        &crate::scenario::uncertainty::for_seed(scenario, seed),
+        seed,
+    );
+    let inventory = inventory_csv(scenario, &world.inventory());
+    drop(world);
+    let mut writer = TraceWriter::new(&header(scenario, name, seed, &inventory));
+    let outcome =
+        crate::simulate::run_traced(scenario, name, policy, seed, opts, &mut |t, item| {
+            writer.record(t, item)
+        });
+    let trace = writer.finish(Time::from_secs(outcome.summary.makespan_s));
+    TracedRun {
+        outcome,
+        trace,
+        inventory,
+    }
+}
