@@ -173,6 +173,10 @@ pub struct RolloutArgs {
     /// Polling interval for backend progress, in plan seconds
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub poll_s: f64,
+    /// A device whose reported facts (its AWS shadow) are older than this, in plan seconds,
+    /// counts as offline at its pre-update check: its agent stopped reporting
+    #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
+    pub facts_max_age_s: f64,
     /// Run although the backend lacks this signal, leaving the plan's rules that need it blind
     /// (repeat for each: prechecks, health, throttling, cancel, download-progress)
     #[arg(long, value_enum, value_name = "SIGNAL")]
@@ -288,6 +292,8 @@ pub struct EmulateAwsArgs {
     /// Override a scenario key by its dotted path (as for simulate)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// The world of `simulate --seed N`: its draws, and its share of the scenario's
+    /// [uncertainty]
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -320,7 +326,8 @@ pub struct EmulateWatsonArgs {
     /// Override a scenario key by its dotted path (as for simulate)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// Seed for durations, outcomes and injected faults
+    /// Seed for durations, outcomes and injected faults; the scenario's [uncertainty] is
+    /// drawn as `simulate --seed N` draws it
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

@@ -174,6 +174,11 @@ fn bad_or_foreign_journals_exit_2_naming_the_line() {
             "not a stagger journal",
         ),
         (
+            "huge.jsonl",
+            text.replacen("\"devices\":200", "\"devices\":1000000000000", 1),
+            "devices; at most",
+        ),
+        (
             "gateway.jsonl",
             text.replacen(
                 "{\"succeeded\":",

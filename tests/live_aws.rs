@@ -6,6 +6,8 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -451,6 +453,31 @@ fn ministack_shadows_hold_back_low_battery_things_until_they_charge() {
     let _fleet = fleet(&aws.upstream, &inv, "");
     let mut c = client(&endpoint);
     let low = ["gw-001", "gw-002", "gw-003"];
+    // Each thing's agent reports its battery every 150 plan seconds (0.25 s at 600x), as
+    // a live agent must: a shadow nobody refreshes is an offline thing's.
+    let charged = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reporter = {
+        let (charged, stop, endpoint) = (charged.clone(), stop.clone(), endpoint.clone());
+        std::thread::spawn(move || {
+            let mut c = client(&endpoint);
+            while !stop.load(Ordering::SeqCst) {
+                let charged = charged.load(Ordering::SeqCst);
+                // gw-019's agent went silent after its first report: its full battery is
+                // old news, and the thing counts as offline.
+                for i in 0..19 {
+                    let thing = format!("gw-{i:03}");
+                    let pct = if low.contains(&thing.as_str()) && !charged {
+                        10.0
+                    } else {
+                        90.0
+                    };
+                    set_battery(&mut c, &thing, pct);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
     for i in 0..20 {
         let thing = format!("gw-{i:03}");
         let pct = if low.contains(&thing.as_str()) {
@@ -488,10 +515,21 @@ fn ministack_shadows_hold_back_low_battery_things_until_they_charge() {
         );
     }
     let charged_at = now_s();
-    for thing in low {
-        set_battery(&mut c, thing, 90.0);
-    }
+    charged.store(true, Ordering::SeqCst);
     let o = run.wait_with_output().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    reporter.join().unwrap();
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("failed: gw-019") && l.contains("NotReady")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        executions(&mut c, "gw-019").is_empty(),
+        "gw-019 was started on a shadow nobody had refreshed"
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for thing in low {
         let ex = executions(&mut c, thing);

@@ -1059,6 +1059,10 @@ fn a_rehearsal_journal_fits_to_the_values_the_emulated_fleet_was_given() {
             row["interval90"][0].as_f64().unwrap(),
             row["interval90"][1].as_f64().unwrap(),
         );
+        eprintln!(
+            "{key}: {} [{lo:.3}, {hi:.3}] for the fleet's {truth} ({})",
+            row["estimate"], row["observations"]
+        );
         assert!(
             lo <= truth && truth <= hi,
             "{key}: [{lo}, {hi}] misses the fleet's {truth}: {report}"

@@ -15,6 +15,7 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             let faults = crate::emulate::parse_faults(&a.faults, &watson::FAULTS)
                 .map_err(|m| InputError::new(format!("--faults: {m}")))?;
             let scenario = scenario::load(&a.scenario.display().to_string(), &a.sets)?;
+            let scenario = scenario::uncertainty::for_seed(&scenario, a.seed).into_owned();
             let inventory = Inventory::load(&a.inventory.display().to_string(), true)?;
             if a.page_size == 0 {
                 return Err(Failure::input("--page-size must be at least 1"));
@@ -70,10 +71,13 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             // The world has one gateway per inventory thing.
             let mut sets = a.sets.clone();
             sets.push(format!("fleet.gateways={}", inventory.devices.len()));
+            // The world `simulate --seed` plays, with its draw of the uncertain values.
+            let scenario = scenario::load(&a.scenario.display().to_string(), &sets)?;
+            let scenario = scenario::uncertainty::for_seed(&scenario, a.seed).into_owned();
             let mut fleet = crate::emulate::aws::Fleet {
                 client: crate::live::aws::Signed::from_env(&a.endpoint, a.speed)
                     .map_err(Failure::input)?,
-                scenario: scenario::load(&a.scenario.display().to_string(), &sets)?,
+                scenario,
                 inventory,
                 speed: a.speed,
                 fail: a.fail.clone(),

@@ -106,6 +106,7 @@ pub(super) fn backend(
                 &args.firmware_version,
                 &args.firmware_uri,
                 args.time_scale,
+                args.facts_max_age_s,
                 policy,
             )
             .map_err(Failure::input)?,
@@ -163,6 +164,9 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
     }
     if !(args.poll_s.is_finite() && args.poll_s > 0.0) {
         return Err(Failure::input("--poll-s must be positive"));
+    }
+    if !(args.facts_max_age_s.is_finite() && args.facts_max_age_s > 0.0) {
+        return Err(Failure::input("--facts-max-age-s must be positive"));
     }
     check_endpoint(&args.endpoint)?;
     let metrics_addr = args

@@ -40,8 +40,10 @@ struct Job {
     attempt: u32,
 }
 
-/// Shadows refreshed per loop turn: the whole fleet about once a second.
-const SHADOWS_PER_TURN: usize = 4;
+/// How often (plan seconds) an online agent reports its facts to its shadow: well inside
+/// the driver's freshness limit (`rollout --facts-max-age-s`, 1,800 s by default), so only an
+/// agent that stopped reporting looks stale.
+const REPORT_EVERY_S: f64 = 300.0;
 const TURN: Duration = Duration::from_millis(50);
 
 impl Fleet {
@@ -75,7 +77,8 @@ impl Fleet {
         let mut jobs: BTreeMap<u32, Job> = BTreeMap::new();
         let mut attempts = vec![0u32; n];
         let mut obs = Vec::new();
-        let mut next_shadow = 0usize;
+        // When each thing's agent next reports its facts (plan time).
+        let mut next_report = vec![Time::ZERO; n];
         loop {
             let now = Time::from_secs(t0.elapsed().as_secs_f64() * self.speed);
             while world.next_event_time().is_some_and(|t| t <= now) {
@@ -107,10 +110,17 @@ impl Fleet {
                 world.apply(now, &Command::Start { gw: g, attempt }, &mut obs);
                 self.report(&mut jobs, &mut obs);
             }
-            if self.publish_facts && n > 0 {
-                for _ in 0..SHADOWS_PER_TURN.min(n) {
-                    let g = (next_shadow % n) as u32;
-                    next_shadow += 1;
+            if self.publish_facts {
+                for g in 0..n as u32 {
+                    // A thing offline for good has no agent to report anything.
+                    if next_report[g as usize] > now
+                        || self
+                            .offline
+                            .contains(&self.inventory.devices[g as usize].id)
+                    {
+                        continue;
+                    }
+                    next_report[g as usize] = now + Time::from_secs(REPORT_EVERY_S);
                     world.apply(now, &Command::Check { gw: g }, &mut obs);
                     let facts = obs.iter().find_map(|o| match o {
                         Observation::Checked { gw, facts } if *gw == g => Some(*facts),

@@ -122,10 +122,13 @@ pub fn fit(base: &Scenario, rollouts: &[Rollout]) -> Fit {
 }
 
 fn install_time(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
-    let mut xs = Vec::new();
-    let mut slack_ms: f64 = 0.0;
+    // Each install's duration lies in a window: a simulated report comes one measured
+    // response after the install ends; a live one was seen by a poll, so the install ended
+    // after the look before it, and began between the update request and its answer. The
+    // duration taken is the window's middle. Windows much wider than usual (a poll that came
+    // late) are left out, and the widest half-window kept bounds the error.
+    let mut windows = Vec::new();
     for r in rollouts {
-        let mut lat = Vec::new();
         for a in &r.attempts {
             let (Some(i), Some((t, e))) = (a.installing, a.end) else {
                 continue;
@@ -133,17 +136,33 @@ fn install_time(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
             if !reports_at_install_end(e) || t < i {
                 continue;
             }
-            // The report reached us one service response after the install ended.
             let report_ms = r.latency_at(t);
-            lat.push(report_ms);
-            xs.push(((t - i) as f64 - report_ms) / 1000.0);
-        }
-        if !lat.is_empty() {
-            lat.sort_by(f64::total_cmp);
-            let typical = crate::stats::quantile(&lat, 0.5);
-            slack_ms = slack_ms.max(typical + r.resolution_ms);
+            let longest = (t - i) as f64 - report_ms;
+            let began_by = a.installing_by.unwrap_or(i).max(i);
+            let shortest =
+                (r.happened_after(t).saturating_sub(began_by) as f64 - report_ms).min(longest);
+            // The report's latency is measured, not exact: its own size bounds that error.
+            windows.push((
+                (longest + shortest) / 2.0,
+                (longest - shortest) / 2.0 + report_ms,
+            ));
         }
     }
+    let mut halves: Vec<f64> = windows.iter().map(|w| w.1).collect();
+    halves.sort_by(f64::total_cmp);
+    let usual = if halves.is_empty() {
+        0.0
+    } else {
+        crate::stats::quantile(&halves, 0.5)
+    };
+    let kept: Vec<(f64, f64)> = windows
+        .iter()
+        .copied()
+        .filter(|w| w.1 <= 1.5 * usual + 1.0)
+        .collect();
+    let imprecise = windows.len() - kept.len();
+    let xs: Vec<f64> = kept.iter().map(|w| w.0 / 1000.0).collect();
+    let slack_ms = kept.iter().fold(0.0_f64, |m, w| m.max(w.1));
     let Some(d) = estimate::durations(&xs, slack_ms / 1000.0) else {
         fit.unidentified.push((
             "install.seconds".into(),
@@ -166,7 +185,11 @@ fn install_time(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
             parameter: format!("install.seconds.{}", names[k]),
             estimate: report.est,
             interval: Some((report.lo, report.hi)),
-            observations: format!("{} installs", d.n),
+            observations: if imprecise > 0 {
+                format!("{} installs ({imprecise} seen too late left out)", d.n)
+            } else {
+                format!("{} installs", d.n)
+            },
             quality: format!(
                 "{} by AIC ({aic}); KS distance {:.3}",
                 d.family.name(),

@@ -32,6 +32,9 @@ pub struct Attempt {
     pub accepted: Option<u64>,
     /// The last time its download (re)started.
     pub downloading: Option<u64>,
+    /// A live update request's answer: the install began between `installing` (the request)
+    /// and this.
+    pub installing_by: Option<u64>,
     pub downloaded: Option<u64>,
     pub installing: Option<u64>,
     pub end: Option<(u64, End)>,
@@ -47,9 +50,12 @@ pub struct Rollout {
     pub latency: Vec<(u64, f64)>,
     /// Region and hardware class of each device, when an inventory came with the journal.
     pub classes: Option<Vec<(String, String)>>,
-    /// How finely the journal resolves when things happened (ms): 0 for a simulated trace,
-    /// else the median gap between the driver's successive looks at the platform.
-    pub resolution_ms: f64,
+    /// When a live driver's poll rounds began (plan ms, sorted). Empty for a simulated
+    /// trace, whose times are exact.
+    pub looks: Vec<u64>,
+    /// Whether `looks` are journaled round starts (`look` records), or only the times of
+    /// other records (journals written before rounds were journaled).
+    pub rounds_journaled: bool,
 }
 
 /// The inventory beside a trace: `run.jsonl` → `run.inventory.csv`.
@@ -62,6 +68,16 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
     let name = path.display().to_string();
     let parsed = journal::read(path)?;
     let devices = parsed.header.devices;
+    // Per-device state is allocated up front: a header cannot ask for more than a fleet has.
+    const MAX_DEVICES: usize = 100_000_000;
+    if devices > MAX_DEVICES {
+        let mut e = InputError::new(format!(
+            "the header claims {devices} devices; at most {MAX_DEVICES} are supported"
+        ))
+        .in_file(&name);
+        e.line = Some(1);
+        return Err(e);
+    }
     let beside = sibling_inventory(path);
     let inv_path = inventory
         .map(Path::to_path_buf)
@@ -87,10 +103,14 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
         attempts: Vec::new(),
         latency: Vec::new(),
         classes,
-        resolution_ms: 0.0,
+        looks: Vec::new(),
+        rounds_journaled: false,
     };
+    // A live request's members, by its intent, until the platform answers it.
+    let mut sent: HashMap<String, Vec<usize>> = HashMap::new();
     let simulated = parsed.header.backend == "simulated";
     let mut times: Vec<u64> = Vec::new();
+    let mut rounds: Vec<u64> = Vec::new();
     let at = |line: usize, msg: String| {
         let mut e = InputError::new(msg).in_file(&name);
         e.line = Some(line);
@@ -117,6 +137,7 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
                 now = now.max(*t);
                 times.push(*t);
             }
+            Record::Look { t } => rounds.push(*t),
             Record::Cmd { c, .. } => {
                 for cmd in c {
                     if let Cmd::Start { gw, attempt } = *cmd {
@@ -141,18 +162,26 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
                 phase,
                 gws,
                 attempts,
-                ..
+                intent,
             } => {
                 now = now.max(*t);
+                let mut members = Vec::new();
                 for (&gw, &attempt) in gws.iter().zip(attempts) {
                     check_gw(gw)?;
                     let i = attempt_of(&mut r, &mut index, &mut latest, gw, attempt);
                     let a = &mut r.attempts[i];
                     if *phase == 0 {
                         a.started.get_or_insert(*t);
-                    } else {
-                        a.installing.get_or_insert(*t);
+                    } else if a.installing.is_none() {
+                        a.installing = Some(*t);
+                        members.push(i);
                     }
+                }
+                sent.insert(intent.clone(), members);
+            }
+            Record::Sent { t, intent, .. } => {
+                for i in sent.remove(intent).unwrap_or_default() {
+                    r.attempts[i].installing_by.get_or_insert(*t);
                 }
             }
             Record::Obs { t, o } => {
@@ -167,19 +196,34 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
         }
     }
     if !simulated {
-        times.sort_unstable();
-        times.dedup();
-        let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
-        gaps.sort_by(f64::total_cmp);
-        if !gaps.is_empty() {
-            r.resolution_ms = crate::stats::quantile(&gaps, 0.5);
-        }
+        r.rounds_journaled = !rounds.is_empty();
+        let mut looks = if r.rounds_journaled { rounds } else { times };
+        looks.sort_unstable();
+        looks.dedup();
+        r.looks = looks;
     }
     r.latency.sort_by_key(|(t, _)| *t);
     Ok(r)
 }
 
 impl Rollout {
+    /// When something a live driver reported at `t` may have happened: after the start of
+    /// the round before the one that saw it, which still found it running (the round that
+    /// saw it began at or before `t`, and its calls may have taken a while). Without
+    /// journaled rounds, after the journal's previous record. At `t` itself for a trace.
+    pub fn happened_after(&self, t: u64) -> u64 {
+        let k = if self.rounds_journaled {
+            self.looks.partition_point(|&at| at <= t).checked_sub(2)
+        } else {
+            self.looks.partition_point(|&at| at < t).checked_sub(1)
+        };
+        match k {
+            Some(k) => self.looks[k],
+            None if self.looks.is_empty() => t,
+            None => 0,
+        }
+    }
+
     /// The service's measured response time (ms) last seen at or before `t`.
     pub fn latency_at(&self, t: u64) -> f64 {
         let i = self.latency.partition_point(|(at, _)| *at <= t);

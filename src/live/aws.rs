@@ -150,6 +150,7 @@ pub struct AwsJobs {
     abort_pct: Option<f64>,
     timeout_min: u64,
     maintenance: Option<crate::engine::maintenance::Maintenance>,
+    freshness: Freshness,
 }
 
 /// AWS's limit on thing targets per job.
@@ -173,8 +174,44 @@ pub fn job_id(prefix: &str, intent: &str) -> String {
 }
 
 /// Pre-check facts from a classic shadow's `state.reported`; an absent field is unknown.
-pub fn facts_of_shadow(doc: &Value) -> Facts {
-    crate::live::backend::published_facts(doc.pointer("/state/reported"))
+pub fn facts_of_shadow(doc: &Value, freshness: Freshness) -> Facts {
+    let mut facts = crate::live::backend::published_facts(doc.pointer("/state/reported"));
+    // An agent that stopped reporting is offline: its shadow keeps the last word forever.
+    // Ages are measured on the platform's clock (the response's `timestamp` against the
+    // newest `metadata.reported` timestamp), so our own clock's skew does not count.
+    let newest = newest_timestamp(doc.pointer("/metadata/reported"));
+    let now = doc.get("timestamp").and_then(Value::as_f64);
+    if let (Some(newest), Some(now)) = (newest, now) {
+        if (now - newest) * freshness.time_scale > freshness.max_age_s {
+            facts.online = false;
+        }
+    }
+    facts
+}
+
+/// How old a shadow's reported facts may be before its device counts as offline.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// In plan seconds.
+    pub max_age_s: f64,
+    pub time_scale: f64,
+}
+
+/// The newest `timestamp` leaf of a shadow's metadata (epoch seconds).
+fn newest_timestamp(meta: Option<&Value>) -> Option<f64> {
+    match meta? {
+        Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| {
+                if k == "timestamp" {
+                    v.as_f64()
+                } else {
+                    newest_timestamp(Some(v))
+                }
+            })
+            .reduce(f64::max),
+        _ => None,
+    }
 }
 
 fn thing_of_arn(arn: &str) -> &str {
@@ -195,6 +232,7 @@ impl AwsJobs {
         version: &str,
         uri: &str,
         time_scale: f64,
+        facts_max_age_s: f64,
         policy: &Policy,
     ) -> Result<AwsJobs, String> {
         let timeout_min = policy.op_timeout.map_or(60.0, |t| t.secs() / 60.0) / time_scale;
@@ -212,6 +250,10 @@ impl AwsJobs {
             // AWS accepts 1 to 10,080 minutes.
             timeout_min: (timeout_min.ceil() as u64).clamp(1, 10_080),
             maintenance: policy.maintenance.clone(),
+            freshness: Freshness {
+                max_age_s: facts_max_age_s,
+                time_scale,
+            },
         })
     }
 
@@ -448,7 +490,7 @@ impl Backend for AwsJobs {
             Err(CallError::NotFound(_)) => return Ok(Facts::unknown()),
             Err(e) => return Err(e),
         };
-        Ok(facts_of_shadow(&doc))
+        Ok(facts_of_shadow(&doc, self.freshness))
     }
 
     fn ping(&mut self) -> Result<(), CallError> {
@@ -532,11 +574,43 @@ mod tests {
         );
     }
 
+    const FRESH: Freshness = Freshness {
+        max_age_s: 1800.0,
+        time_scale: 1.0,
+    };
+
+    #[test]
+    fn a_shadow_nobody_updated_for_longer_than_the_limit_is_offline() {
+        let doc = |reported_at: u64, now: u64| {
+            serde_json::json!({
+                "state": { "reported": { "battery_pct": 90, "net": { "rssi": -60 } } },
+                "metadata": { "reported": {
+                    "battery_pct": { "timestamp": reported_at - 50 },
+                    "net": { "rssi": { "timestamp": reported_at } } } },
+                "timestamp": now,
+            })
+        };
+        let t = 1_700_000_000;
+        // The newest field counts, on the platform's clock.
+        assert!(facts_of_shadow(&doc(t, t + 1800), FRESH).online);
+        let stale = facts_of_shadow(&doc(t, t + 1801), FRESH);
+        assert!(!stale.online);
+        assert_eq!(stale.battery_pct, Some(90.0));
+        // A rehearsal's ages are in wall seconds: 3 s at 600x is 1,800 plan seconds.
+        let scaled = Freshness {
+            max_age_s: 1800.0,
+            time_scale: 600.0,
+        };
+        assert!(facts_of_shadow(&doc(t, t + 3), scaled).online);
+        assert!(!facts_of_shadow(&doc(t, t + 4), scaled).online);
+    }
+
     #[test]
     fn shadow_facts_are_read_and_absent_fields_unknown() {
         let doc = serde_json::json!({ "state": { "reported": {
             "battery_pct": 10, "busy": true, "link_stable_s": 30.5, "disk_free_mb": 800 } } });
-        let f = facts_of_shadow(&doc);
+        let f = facts_of_shadow(&doc, FRESH);
+        assert!(f.online, "no metadata: freshness unknown, never blocks");
         assert_eq!(f.battery_pct, Some(10.0));
         assert_eq!(f.busy, Some(true));
         assert_eq!(f.disk_mb, Some(800.0));

@@ -132,6 +132,9 @@ pub enum Record {
     Ended { t: u64, gw: u32, reference: String },
     /// The operator overrode the halt named by `reason`.
     Override { t: u64, reason: String },
+    /// A round of status polls began at `t`: everything it reports was seen after `t`, and
+    /// what it still finds running had not ended by then. Fitting needs both bounds.
+    Look { t: u64 },
     /// The rollout finished.
     Done { t: u64 },
 }

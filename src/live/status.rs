@@ -83,7 +83,8 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
             | Record::Sent { t, .. }
             | Record::Lost { t, .. }
             | Record::Adopt { t, .. }
-            | Record::Ended { t, .. } => t_ms = t_ms.max(*t),
+            | Record::Ended { t, .. }
+            | Record::Look { t } => t_ms = t_ms.max(*t),
             Record::Obs { t, o } => {
                 t_ms = t_ms.max(*t);
                 for o in o {

@@ -46,7 +46,7 @@ pub fn run_traced(
     policy: &Policy,
     seed: u64,
     opts: &Options,
-    trace: &mut dyn FnMut(Time, Traced<'_>),
+    trace: &mut impl FnMut(Time, Traced<'_>),
 ) -> Outcome {
     // This replication's draw of the scenario's uncertain values.
     let scenario = crate::scenario::uncertainty::for_seed(scenario, seed);

@@ -436,8 +436,13 @@ impl Live<'_> {
             .collect();
         refs.extend(self.zombies.values().flatten().map(|(r, _)| r.clone()));
         let phases = self.backend.phases().len();
+        // The round is journaled as a look (at its start) once every ref was read: a ref
+        // backing off or failing this round cannot bound when its gateways' work ended.
+        let round_start = self.plan_now().millis();
+        let mut every_ref_read = !refs.is_empty();
         for r in refs {
             if self.polls.get(&r).is_some_and(|p| p.next_ms > wall) {
+                every_ref_read = false;
                 continue;
             }
             let asked = std::time::Instant::now();
@@ -454,6 +459,7 @@ impl Live<'_> {
                     s
                 }
                 Err(e) => {
+                    every_ref_read = false;
                     self.note_call_error(&e)?;
                     let base = self.poll_wall_ms();
                     self.polls.entry(r.clone()).or_default().fail(wall, base);
@@ -509,6 +515,7 @@ impl Live<'_> {
                                     Ok(false) => {}
                                     Err(e) => {
                                         // Judged at the next poll, not guessed now.
+                                        every_ref_read = false;
                                         self.note_call_error(&e)?;
                                         continue;
                                     }
@@ -541,6 +548,9 @@ impl Live<'_> {
                     }
                 }
             }
+        }
+        if every_ref_read {
+            self.record(Record::Look { t: round_start })?;
         }
         Ok(())
     }

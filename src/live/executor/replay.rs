@@ -189,7 +189,7 @@ impl Live<'_> {
                 self.engine.override_halt(self.now);
                 self.drain()
             }
-            Record::Done { .. } => Ok(()),
+            Record::Done { .. } | Record::Look { .. } => Ok(()),
         }
     }
 
