@@ -123,8 +123,9 @@ pub fn fit(base: &Scenario, rollouts: &[Rollout]) -> Fit {
 
 fn install_time(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
     // Each install's duration lies in a window: a simulated report comes one measured
-    // response after the install ends; a live one was seen by a poll, so the install ended
-    // after the look before it, and began between the update request and its answer. The
+    // response after the install ends; a live one was seen by a poll round, so the install
+    // ended after the start of the round before (which still found it running), and began
+    // between the update request and its answer. The
     // duration taken is the window's middle. Windows much wider than usual (a poll that came
     // late) are left out, and the widest half-window kept bounds the error.
     let mut windows = Vec::new();
