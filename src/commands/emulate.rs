@@ -14,8 +14,7 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             }
             let faults = crate::emulate::parse_faults(&a.faults, &watson::FAULTS)
                 .map_err(|m| InputError::new(format!("--faults: {m}")))?;
-            let scenario = scenario::load(&a.scenario.display().to_string(), &a.sets)?;
-            let scenario = scenario::uncertainty::for_seed(&scenario, a.seed).into_owned();
+            let scenario = world_of_seed(&a.scenario, &a.sets, a.seed)?;
             let inventory = Inventory::load(&a.inventory.display().to_string(), true)?;
             if a.page_size == 0 {
                 return Err(Failure::input("--page-size must be at least 1"));
@@ -71,9 +70,7 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             // The world has one gateway per inventory thing.
             let mut sets = a.sets.clone();
             sets.push(format!("fleet.gateways={}", inventory.devices.len()));
-            // The world `simulate --seed` plays, with its draw of the uncertain values.
-            let scenario = scenario::load(&a.scenario.display().to_string(), &sets)?;
-            let scenario = scenario::uncertainty::for_seed(&scenario, a.seed).into_owned();
+            let scenario = world_of_seed(&a.scenario, &sets, a.seed)?;
             let mut fleet = crate::emulate::aws::Fleet {
                 client: crate::live::aws::Signed::from_env(&a.endpoint, a.speed)
                     .map_err(Failure::input)?,
@@ -98,4 +95,15 @@ pub fn run(args: &EmulateArgs) -> Result<(), Failure> {
             fleet.run().map_err(Failure::Runtime)
         }
     }
+}
+
+/// The scenario `simulate --seed` plays: the file with its overrides, and that replication's
+/// draw of the uncertain values.
+fn world_of_seed(
+    path: &std::path::Path,
+    sets: &[String],
+    seed: u64,
+) -> Result<scenario::Scenario, InputError> {
+    let s = scenario::load(&path.display().to_string(), sets)?;
+    Ok(scenario::uncertainty::for_seed(&s, seed).into_owned())
 }

@@ -177,7 +177,9 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
                         members.push(i);
                     }
                 }
-                sent.insert(intent.clone(), members);
+                if !members.is_empty() {
+                    sent.insert(intent.clone(), members);
+                }
             }
             Record::Sent { t, intent, .. } => {
                 for i in sent.remove(intent).unwrap_or_default() {
