@@ -61,6 +61,7 @@ fn options() -> Options {
         poll: Time::from_secs(30.0),
         settle_ms: 60_000,
         log: stagger::live::log::Log::quiet(),
+        refit: None,
     }
 }
 

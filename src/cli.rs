@@ -194,6 +194,14 @@ pub struct RolloutArgs {
     /// for `stagger approve` (repeatable; adds to the plan's pause_after)
     #[arg(long, value_name = "STAGE")]
     pub pause_after: Vec<String>,
+    /// When this stage (canary, or a staged plan's stage) completes, fit the rollout's
+    /// observations so far and re-tune the pace of the rest under the plan's constraints
+    /// (journaled; a resume replays the choice)
+    #[arg(long, value_name = "STAGE")]
+    pub refit_after: Option<String>,
+    /// Replications per pace and release behind a refit's choice
+    #[arg(long, default_value_t = crate::refit::REPLICATIONS, value_name = "N")]
+    pub refit_replications: u32,
     /// Update only devices with this attribute (region=…, hw=… or type=…; repeatable, all
     /// must match)
     #[arg(long, value_name = "KEY=VALUE")]
@@ -541,6 +549,14 @@ pub struct SimulateArgs {
     /// its fleet's regions and hardware classes beside it as FILE.inventory.csv
     #[arg(long, value_name = "FILE.jsonl")]
     pub trace: Option<PathBuf>,
+    /// With --plan: when this stage (canary, or a staged plan's stage) completes, fit the
+    /// run's observations so far and re-tune the pace of the rest under the plan's
+    /// constraints, as `rollout --refit-after` does live
+    #[arg(long, value_name = "STAGE", requires = "plan")]
+    pub refit_after: Option<String>,
+    /// Replications per pace and release behind a refit's choice
+    #[arg(long, default_value_t = crate::refit::REPLICATIONS, value_name = "N")]
+    pub refit_replications: u32,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub mod fit;
 pub mod live;
 pub mod plot;
 pub mod progress;
+pub mod refit;
 pub mod scenario;
 pub mod sensitivity;
 pub mod sim;

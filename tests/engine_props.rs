@@ -136,6 +136,10 @@ fn policy_strategy() -> impl Strategy<Value = Policy> {
                     soak: Time::from_secs(300.0),
                 });
             }
+            if delay % 3 == 0 && p.stage_names().contains(&"canary") {
+                // Re-tuned after the canaries, to a pace of at most 1 (see `drive`).
+                p.refit_after = Some("canary".into());
+            }
             p
         })
 }
@@ -207,6 +211,14 @@ fn drive(policy: Policy, n: usize, luck: &[u8], bad_release: bool) -> Run {
                 Command::Halt { .. } => halted = true,
                 // The operator approves at once.
                 Command::Paused { wave, .. } => engine.handle(now, Observation::Approved { wave }),
+                // A slower pace than planned, never a faster one: the cap stays the plan's.
+                Command::Refit { wave, .. } => engine.handle(
+                    now,
+                    Observation::Repaced {
+                        wave,
+                        pace_milli: 400 + u32::from(luck[0]) * 600 / 255,
+                    },
+                ),
                 Command::Rollback { .. } | Command::WaveReleased { .. } => {}
             }
         }
@@ -385,4 +397,105 @@ fn a_paused_stage_waits_for_approval() {
     drain(&mut engine, &mut starts);
     assert_eq!(starts.len(), 6, "approval releases the rest");
     assert_eq!(engine.paused(), None);
+}
+
+/// A refit: after the canary stage completes nothing more is released until the driver
+/// answers with a pace; the pace then sets the cap and the soak of what is left.
+#[test]
+fn a_refit_holds_the_rest_until_a_pace_is_chosen_and_then_applies_it() {
+    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; 12];
+    let mut p = Policy::bulk();
+    p.family = Family::Backoff;
+    p.max_concurrent = 3;
+    p.canary = Some(Canary {
+        size: 2,
+        soak: Time::from_secs(600.0),
+    });
+    p.refit_after = Some("canary".into());
+    let mut engine = Engine::new(p, &inventory, 1);
+    engine.handle_timeout(Time::ZERO);
+    let drain = |engine: &mut Engine, starts: &mut Vec<u32>| {
+        let mut refit = None;
+        while let Some(c) = engine.poll_command() {
+            match c {
+                Command::Start { gw, .. } => starts.push(gw),
+                Command::Refit { wave, stage } => refit = Some((wave, stage)),
+                _ => {}
+            }
+        }
+        refit
+    };
+    let mut starts = Vec::new();
+    assert_eq!(drain(&mut engine, &mut starts), None);
+    assert_eq!(starts.len(), 2, "the canaries");
+    for &gw in &starts.clone() {
+        engine.handle(Time::from_secs(10.0), Observation::Succeeded { gw });
+    }
+    assert_eq!(
+        drain(&mut engine, &mut starts),
+        Some((0, "canary".to_string()))
+    );
+    assert_eq!(engine.refitting(), Some((0, "canary")));
+    // Long past the soak, still nothing: the refit has not answered.
+    engine.handle_timeout(Time::from_secs(86_400.0));
+    assert_eq!(drain(&mut engine, &mut starts), None);
+    assert_eq!(starts.len(), 2, "released before the refit answered");
+    // Pace 2: the soak halves (300 s from the answer's time is not waited: the stage
+    // completed long ago) and the cap doubles to 6.
+    engine.handle(
+        Time::from_secs(86_400.0),
+        Observation::Repaced {
+            wave: 0,
+            pace_milli: 2000,
+        },
+    );
+    drain(&mut engine, &mut starts);
+    assert_eq!(engine.refitting(), None);
+    assert_eq!(engine.pace(), 2.0);
+    assert_eq!(engine.cap(), 6);
+    assert_eq!(starts.len(), 2 + 6, "the rest starts at the re-tuned cap");
+    // A second answer changes nothing.
+    engine.handle(
+        Time::from_secs(86_400.0),
+        Observation::Repaced {
+            wave: 0,
+            pace_milli: 500,
+        },
+    );
+    assert_eq!(engine.cap(), 6);
+}
+
+/// The soak after the refit stage follows the chosen pace: pace 0.5 doubles it.
+#[test]
+fn a_slower_pace_waits_longer_before_the_next_wave() {
+    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; 6];
+    let mut p = Policy::bulk();
+    p.family = Family::Backoff;
+    p.max_concurrent = 2;
+    p.canary = Some(Canary {
+        size: 2,
+        soak: Time::from_secs(600.0),
+    });
+    p.refit_after = Some("canary".into());
+    let mut engine = Engine::new(p, &inventory, 1);
+    engine.handle_timeout(Time::ZERO);
+    let mut canaries = Vec::new();
+    while let Some(c) = engine.poll_command() {
+        if let Command::Start { gw, .. } = c {
+            canaries.push(gw);
+        }
+    }
+    for gw in canaries {
+        engine.handle(Time::from_secs(10.0), Observation::Succeeded { gw });
+    }
+    while engine.poll_command().is_some() {}
+    engine.handle(
+        Time::from_secs(10.0),
+        Observation::Repaced {
+            wave: 0,
+            pace_milli: 500,
+        },
+    );
+    assert_eq!(engine.poll_timeout(), Some(Time::from_secs(1210.0)));
+    assert_eq!(engine.cap(), 1);
 }

@@ -58,6 +58,7 @@ fn options() -> Options {
         poll: Time::from_secs(30.0),
         settle_ms: 60_000,
         log: stagger::live::log::Log::quiet(),
+        refit: None,
     }
 }
 
@@ -71,9 +72,21 @@ fn drive(
     policy: &Policy,
     steps: Option<usize>,
 ) -> bool {
+    drive_with(path, platform, clock, inv, policy, steps, options())
+}
+
+fn drive_with(
+    path: &Path,
+    platform: &mut FakePlatform,
+    clock: &VirtualClock,
+    inv: &Inventory,
+    policy: &Policy,
+    steps: Option<usize>,
+    opts: Options,
+) -> bool {
     let h = header(inv.devices.len());
     let (j, h, records) = Journal::open(path, &h).unwrap();
-    let mut live = Live::new(policy.clone(), inv, platform, j, &h, clock, options());
+    let mut live = Live::new(policy.clone(), inv, platform, j, &h, clock, opts);
     live.replay(&records).unwrap();
     let mut n = 0;
     loop {
@@ -318,4 +331,108 @@ proptest! {
             prop_assert_eq!(last(&p.seen), last(&reference), "{} triggers", id);
         }
     }
+}
+
+/// A refit that always chooses `pace`, counting its calls.
+#[allow(clippy::result_large_err)] // the driver's refit hook returns input errors as they are
+fn fixed_refit(pace: f64, calls: std::sync::Arc<std::sync::atomic::AtomicU32>) -> Options {
+    let mut o = options();
+    o.refit = Some(Box::new(move |journal: &Path, t: Time, stage: &str| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The journal handed over holds the stage's outcomes.
+        let seen = stagger::fit::observe::load(journal, None)?;
+        assert!(seen.attempts.iter().filter(|a| a.end.is_some()).count() >= 4);
+        Ok(stagger::simulate::Refitted {
+            stage: stage.into(),
+            at_s: t.secs(),
+            leaning: stagger::simulate::Leaning::Better,
+            pace,
+            adopted: vec![],
+            kept_prior: vec![],
+            why: "test".into(),
+            standard: stagger::simulate::summary::Paced {
+                pace: 1.0,
+                good_within: 0,
+                bad_within: 0,
+                replications: 0,
+                makespan_s: 0.0,
+            },
+            tried: vec![],
+        })
+    }));
+    o
+}
+
+#[test]
+fn a_refit_is_journaled_applied_and_replayed_not_redone() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("j.jsonl");
+    let inv = inventory(60);
+    let mut pol = policy("pipelined");
+    pol.max_concurrent = 5;
+    pol.canary = Some(stagger::engine::policy::Canary {
+        size: 4,
+        soak: Time::from_secs(600.0),
+    });
+    pol.refit_after = Some("canary".into());
+    let failing = ["gw-007", "gw-021"];
+    let clock = VirtualClock::starting_at(START_MS);
+    let mut p = platform(&clock, true, &failing);
+    p.ambiguous_every = 5;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    // Crashes before, around and after the refit.
+    for k in 0..8 {
+        let o = fixed_refit(2.0, calls.clone());
+        assert!(!drive_with(
+            &path,
+            &mut p,
+            &clock,
+            &inv,
+            &pol,
+            Some(4 + 3 * k),
+            o
+        ));
+    }
+    assert!(drive_with(
+        &path,
+        &mut p,
+        &clock,
+        &inv,
+        &pol,
+        None,
+        fixed_refit(2.0, calls.clone())
+    ));
+    assert_safe(&p.seen, 60, &failing, pol.retry.max_attempts, 2);
+    let parsed = journal::read(&path).unwrap();
+    let repaced = parsed
+        .records
+        .iter()
+        .filter(|(_, r)| matches!(r, Record::Obs { o, .. } if o.iter().any(|o| matches!(o, journal::Obs::Repaced { pace_milli: 2000, .. }))))
+        .count();
+    assert_eq!(repaced, 1, "one journaled refit");
+    let n = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n >= 1, "the refit ran");
+    // The pace took effect: more than the plan's 5 in flight at once, never more than 10.
+    assert!(
+        p.seen.max_in_flight > 5 && p.seen.max_in_flight <= 10,
+        "{} in flight at most",
+        p.seen.max_in_flight
+    );
+    // A resume replays the journaled pace without asking for another refit.
+    let (j, h, records) = Journal::open(&path, &header(60)).unwrap();
+    let mut again = platform(&clock, true, &[]);
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let mut live = Live::new(
+        pol.clone(),
+        &inv,
+        &mut again,
+        j,
+        &h,
+        &clock,
+        fixed_refit(2.0, calls.clone()),
+    );
+    live.replay(&records).unwrap();
+    assert_eq!(live.engine().pace(), 2.0);
+    assert!(live.step().unwrap());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
 }

@@ -45,8 +45,19 @@ pub struct Review {
     pub queue_timeout_s: Option<f64>,
     /// Stages after which the rollout waits for `stagger approve`.
     pub pause_after: Vec<String>,
+    /// The stage after which the rollout is re-tuned, with the paces it may choose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refit: Option<RefitPlan>,
     /// Maintenance windows, as `regions: HH:MM–HH:MM UTC` lines.
     pub maintenance_windows: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefitPlan {
+    pub stage: String,
+    pub slower: Vec<f64>,
+    pub faster: Vec<f64>,
+    pub replications: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -209,6 +220,12 @@ pub fn review(args: &RolloutArgs, plan: &PlanFile, policy: &Policy, inv: &Invent
         can_cancel: provided.contains(&Signal::Cancel),
         queue_timeout_s: policy.queue_timeout.map(Time::secs),
         pause_after: policy.pause_after.clone(),
+        refit: policy.refit_after.clone().map(|stage| RefitPlan {
+            stage,
+            slower: crate::refit::SLOWER.to_vec(),
+            faster: crate::refit::FASTER.to_vec(),
+            replications: args.refit_replications,
+        }),
         maintenance_windows: policy
             .maintenance
             .iter()
@@ -367,6 +384,18 @@ pub fn print(r: &Review, args: &RolloutArgs) {
     }
     for stage in &r.pause_after {
         println!("  approval gate after stage `{stage}`: the rollout waits for `stagger approve --journal J` (the prediction leaves that wait out)");
+    }
+    if let Some(f) = &r.refit {
+        let list = |xs: &[f64]| {
+            xs.iter()
+                .map(|x| format!("{x}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  refit after stage `{}`: when it completes, its observations are fitted (`stagger fit`), and the rest of the rollout goes on at the fastest pace as safe as this plan under its scenario ({} replications per pace and release); paces {} if the stage looks worse than the scenario assumed, else {}. The choice is journaled.",
+            f.stage, f.replications, list(&f.slower), list(&f.faster)
+        );
     }
     for w in &r.maintenance_windows {
         println!("  maintenance window {w}: installs start only inside it (on AWS, the job's schedulingConfig carries it too)");

@@ -207,7 +207,36 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
             policy.pause_after.push(stage.clone());
         }
     }
-    plan.tuned_scenario().map_err(|e| e.in_file(&plan_path))?;
+    let prior = plan.tuned_scenario().map_err(|e| e.in_file(&plan_path))?;
+    let refitter = match &args.refit_after {
+        Some(stage) => {
+            crate::refit::check(
+                &policy,
+                prior.fleet.gateways as usize,
+                stage,
+                args.refit_replications,
+            )
+            .map_err(|e| e.in_file(&plan_path))?;
+            let c = plan.constraints;
+            let r = crate::refit::Refitter {
+                prior,
+                policy: policy.clone(),
+                name: plan.name.clone(),
+                constraints: crate::sweep::constraints::Constraints {
+                    min_success: c.min_success,
+                    max_cpu: c.max_cpu_pct,
+                    max_disconnect: c.max_disconnect,
+                    max_blast: c.max_blast,
+                    confidence: c.confidence,
+                },
+                replications: args.refit_replications,
+                seed: 1,
+            };
+            policy.refit_after = Some(stage.clone());
+            Some(r)
+        }
+        None => None,
+    };
     let inv = Inventory::load(
         &args.inventory.display().to_string(),
         args.backend == BackendKind::WatsonIot,
@@ -280,6 +309,12 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         // Twice the client's timeout: a slow but accepted request has landed by then.
         settle_ms: (2.0 * Http::new(args.time_scale).timeout_s * 1000.0) as u64,
         log: log.clone(),
+        refit: refitter.map(|r| -> Box<crate::live::executor::Refit> {
+            Box::new(move |journal: &std::path::Path, t: Time, stage: &str| {
+                let observed = crate::fit::observe::load(journal, None)?;
+                Ok(r.decide(&observed, stage, t.secs())?.refitted)
+            })
+        }),
     };
     let clock = WallClock;
     let mut live = Live::new(

@@ -28,8 +28,35 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
         ))
         .into());
     }
+    let mut refitter = None;
     let (name, policy) = match plan {
-        Some((plan, policy)) => {
+        Some((plan, mut policy)) => {
+            if let Some(stage) = &args.refit_after {
+                crate::refit::check(
+                    &policy,
+                    scenario.fleet.gateways as usize,
+                    stage,
+                    args.refit_replications,
+                )?;
+                // The prior is what the plan was tuned on, whatever the run's truth.
+                let prior = plan.scenario(&[])?;
+                let c = plan.constraints;
+                refitter = Some(crate::refit::Refitter {
+                    prior,
+                    policy: policy.clone(),
+                    name: "plan".into(),
+                    constraints: crate::sweep::constraints::Constraints {
+                        min_success: c.min_success,
+                        max_cpu: c.max_cpu_pct,
+                        max_disconnect: c.max_disconnect,
+                        max_blast: c.max_blast,
+                        confidence: c.confidence,
+                    },
+                    replications: args.refit_replications,
+                    seed: args.seed,
+                });
+                policy.refit_after = Some(stage.clone());
+            }
             if plan.scenario.fingerprint != scenario.fingerprint {
                 eprintln!(
                     "note: the plan was tuned on scenario {} ({}); this scenario differs ({}), by its file or by --set",
@@ -56,15 +83,27 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
             .as_ref()
             .map(|_| Time::from_secs(args.sample_every)),
     };
-    let outcome = match &args.trace {
-        None => simulate::run(&scenario, &name, &policy, args.seed, &opts),
-        Some(path) => {
+    let outcome = match (&args.trace, &refitter) {
+        (None, None) => simulate::run(&scenario, &name, &policy, args.seed, &opts),
+        (Some(path), None) => {
             let run = trace::simulate(&scenario, &name, &policy, args.seed, &opts);
             super::write_file(path, &run.trace)?;
             super::write_file(
                 &crate::fit::observe::sibling_inventory(path),
                 &run.inventory,
             )?;
+            run.outcome
+        }
+        (_, Some(refitter)) => {
+            let run =
+                trace::simulate_refitted(&scenario, &name, &policy, args.seed, &opts, refitter)?;
+            if let Some(path) = &args.trace {
+                super::write_file(path, &run.trace)?;
+                super::write_file(
+                    &crate::fit::observe::sibling_inventory(path),
+                    &run.inventory,
+                )?;
+            }
             run.outcome
         }
     };

@@ -36,6 +36,13 @@ pub fn run(args: &StatusArgs) -> Result<(), Failure> {
         p.plan_time_s,
         p.plan_time_s / 3600.0
     );
+    match &p.refit {
+        Some((stage, Some(pace))) => {
+            println!("re-tuned after stage `{stage}`: going on at {pace:.2}× the plan's pace")
+        }
+        Some((stage, None)) => println!("re-tuning after stage `{stage}`"),
+        None => {}
+    }
     println!("waves released: {}", p.waves.len());
     for w in &p.waves {
         println!(

@@ -154,6 +154,13 @@ pub enum Observation {
     Approved {
         wave: usize,
     },
+    /// The driver re-tuned the rest of the rollout after wave `wave` (asked for by
+    /// `Command::Refit`): from now on the plan runs at `pace_milli / 1000` of its speed
+    /// (`Policy::paced`).
+    Repaced {
+        wave: usize,
+        pace_milli: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +184,10 @@ pub enum Command {
     /// Wave `wave` (0-based), a stage named in `pause_after`, completed: nothing more is
     /// released until `Approved { wave }`.
     Paused { wave: usize, stage: String },
+    /// Wave `wave`, the last of stage `stage` (the policy's `refit_after`), completed with
+    /// its stage: nothing more is released until the driver answers with
+    /// `Observation::Repaced { wave, .. }`.
+    Refit { wave: usize, stage: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -254,6 +265,9 @@ struct WaveState {
     /// An approval gate after this wave: announced (Paused emitted) and approved.
     pause_announced: bool,
     approved: bool,
+    /// The refit after this wave: asked for (Refit emitted) and answered (Repaced).
+    refit_asked: bool,
+    repaced: bool,
     released_at: Option<Time>,
     gate_at: Option<Time>,
     completed_at: Option<Time>,
@@ -299,6 +313,10 @@ pub struct Engine {
     /// `poll_timeout`'s answer until the next input: drivers ask after every event, and most
     /// events are not the engine's.
     next_timeout: Option<Option<Time>>,
+    /// The last wave of the stage named by `refit_after`, when a wave follows it.
+    refit_wave: Option<usize>,
+    /// The pace the driver chose at the refit (1 until then).
+    pace: f64,
 }
 
 impl Engine {
@@ -331,7 +349,16 @@ impl Engine {
         let window = policy.adaptive.clone().map(Window::new);
         let maintenance = policy.maintenance.as_ref().map(maintenance::Schedule::new);
         let next_eval = window.as_ref().map_or(Time::NEVER, |w| w.interval());
+        let refit_wave = policy.refit_after.as_deref().and_then(|stage| {
+            let last = plan
+                .waves
+                .iter()
+                .rposition(|w| w.stage.as_deref() == Some(stage))?;
+            (last + 1 < plan.waves.len()).then_some(last)
+        });
         Engine {
+            refit_wave,
+            pace: 1.0,
             waves: plan
                 .waves
                 .iter()
@@ -437,6 +464,19 @@ impl Engine {
         let stage = self.gate_stage(w)?;
         let st = &self.waves[w];
         (st.pause_announced && !st.approved).then_some((w, stage))
+    }
+
+    /// The wave (0-based) and stage whose refit holds the rollout, if any.
+    pub fn refitting(&self) -> Option<(usize, &str)> {
+        let w = self.refit_wave?;
+        let st = &self.waves[w];
+        (st.refit_asked && !st.repaced)
+            .then(|| (w, self.policy.refit_after.as_deref().unwrap_or("")))
+    }
+
+    /// The pace the rollout runs at: 1 until a refit chose another.
+    pub fn pace(&self) -> f64 {
+        self.pace
     }
 
     /// The stage name of wave `w` if the plan pauses after it (and a wave follows).
@@ -596,6 +636,7 @@ impl Engine {
             self.release_next_wave();
         }
         self.announce_pause();
+        self.announce_refit();
         self.pump();
     }
 
@@ -637,6 +678,7 @@ impl Engine {
                     st.approved = true;
                 }
             }
+            Observation::Repaced { wave, pace_milli } => self.repace(wave, pace_milli),
         }
         self.handle_timeout(self.now);
     }
@@ -1058,6 +1100,10 @@ impl Engine {
             // An approval gate: the stage must complete, then an operator approve.
             return None;
         }
+        if self.refit_wave == Some(w - 1) && !prev.repaced {
+            // A refit: the stage must complete, then the driver re-tune the rest.
+            return None;
+        }
         match &self.plan.waves[w].release {
             Release::Now | Release::WithPrevious => Some(prev_start),
             Release::AfterComplete(wait) => prev.completed_at.map(|t| t + *wait),
@@ -1074,6 +1120,48 @@ impl Engine {
                     .min()?;
                 Some((gate + *gap).max(prev_start + *min_gap))
             }
+        }
+    }
+
+    /// Asks once for the refit, when every wave of its stage has completed.
+    fn announce_refit(&mut self) {
+        let Some(w) = self.refit_wave else { return };
+        if self.halted.is_some() || w >= self.released || self.waves[w].refit_asked {
+            return;
+        }
+        let stage = self.policy.refit_after.clone().unwrap_or_default();
+        let complete = self
+            .plan
+            .waves
+            .iter()
+            .zip(&self.waves)
+            .take(w + 1)
+            .filter(|(wave, _)| wave.stage.as_deref() == Some(stage.as_str()))
+            .all(|(_, st)| st.completed_at.is_some());
+        if complete {
+            self.waves[w].refit_asked = true;
+            self.out.push_back(Command::Refit { wave: w, stage });
+        }
+    }
+
+    /// Applies the driver's re-tuned pace to what has not been released yet (and to the
+    /// concurrency cap, retries and re-checks from now on).
+    fn repace(&mut self, wave: usize, pace_milli: u32) {
+        if self.refit_wave != Some(wave) || self.waves[wave].repaced {
+            return;
+        }
+        self.waves[wave].repaced = true;
+        let pace = f64::from(pace_milli.max(1)) / 1000.0;
+        self.pace = pace;
+        self.policy = self.policy.paced(pace);
+        let fresh = waves::plan(&self.policy, &self.inventory);
+        for w in self.released..self.plan.waves.len() {
+            if let Some(f) = fresh.waves.get(w) {
+                self.plan.waves[w].release = f.release.clone();
+            }
+        }
+        if let (Some(w), Some(cfg)) = (self.window.as_mut(), self.policy.adaptive.clone()) {
+            w.reconfigure(cfg);
         }
     }
 

@@ -170,6 +170,9 @@ pub struct Policy {
     pub adaptive: Option<Adaptive>,
     /// Daily windows in which installs may start, per region.
     pub maintenance: Option<super::maintenance::Maintenance>,
+    /// When this stage completes, nothing more is released until the driver delivers a
+    /// re-tuned pace (`Observation::Repaced`). Set by the driver (`--refit-after`).
+    pub refit_after: Option<String>,
 }
 
 impl Policy {
@@ -202,6 +205,43 @@ impl Policy {
             defect_halt_after: None,
             adaptive: None,
             maintenance: None,
+            refit_after: None,
         }
+    }
+
+    /// The same plan at `pace` times its speed: concurrency scaled by `pace`, waits
+    /// (soaks, gaps, delays, retry and re-check backoff) divided by it. Re-check patience
+    /// (wait × allowed deferrals) stays as it was, and so do the waves, gates and every
+    /// safety rule: only how fast the plan goes changes, so `pace <= 1` is never more
+    /// aggressive anywhere and `pace >= 1` never more cautious.
+    pub fn paced(&self, pace: f64) -> Policy {
+        let mut p = self.clone();
+        if !(pace.is_finite() && pace > 0.0) || pace == 1.0 {
+            return p;
+        }
+        let wait = |t: Time| Time::from_secs(t.secs() / pace);
+        if p.max_concurrent != u32::MAX {
+            p.max_concurrent = ((f64::from(p.max_concurrent) * pace).round() as u32).max(1);
+        }
+        p.delay = wait(p.delay);
+        p.min_gap = wait(p.min_gap);
+        p.gap = wait(p.gap);
+        for s in &mut p.stages {
+            s.soak = wait(s.soak);
+        }
+        if let Some(c) = p.canary.as_mut() {
+            c.soak = wait(c.soak);
+        }
+        p.retry.base = wait(p.retry.base);
+        if let Some(pc) = p.prechecks.as_mut() {
+            pc.defer = wait(pc.defer);
+            pc.max_deferrals = (f64::from(pc.max_deferrals) * pace).ceil() as u32;
+            pc.max_offline_deferrals = (f64::from(pc.max_offline_deferrals) * pace).ceil() as u32;
+        }
+        if let Some(a) = p.adaptive.as_mut() {
+            a.max = (a.max * pace).max(a.min);
+            a.initial = (a.initial * pace).clamp(a.min, a.max);
+        }
+        p
     }
 }

@@ -28,6 +28,12 @@ impl Window {
         }
     }
 
+    /// New bounds (a re-tuned pace); the current size stays, within them.
+    pub fn reconfigure(&mut self, cfg: Adaptive) {
+        self.size = self.size.clamp(cfg.min, cfg.max);
+        self.cfg = cfg;
+    }
+
     pub fn cap(&self) -> u32 {
         self.size.floor().max(1.0) as u32
     }

@@ -67,6 +67,20 @@ pub fn sibling_inventory(path: &Path) -> std::path::PathBuf {
 pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError> {
     let name = path.display().to_string();
     let parsed = journal::read(path)?;
+    let beside = sibling_inventory(path);
+    let inv_path = inventory
+        .map(Path::to_path_buf)
+        .or_else(|| beside.exists().then_some(beside));
+    of_parsed(&name, &parsed, inv_path.as_deref())
+}
+
+/// The observations of a journal or trace already read (`name` names it in errors).
+pub fn of_parsed(
+    name: &str,
+    parsed: &journal::Parsed,
+    inv_path: Option<&Path>,
+) -> Result<Rollout, InputError> {
+    let name = name.to_string();
     let devices = parsed.header.devices;
     // Per-device state is allocated up front: a header cannot ask for more than a fleet has.
     const MAX_DEVICES: usize = 100_000_000;
@@ -78,10 +92,6 @@ pub fn load(path: &Path, inventory: Option<&Path>) -> Result<Rollout, InputError
         e.line = Some(1);
         return Err(e);
     }
-    let beside = sibling_inventory(path);
-    let inv_path = inventory
-        .map(Path::to_path_buf)
-        .or_else(|| beside.exists().then_some(beside));
     let classes = match inv_path {
         Some(p) => {
             let inv = Inventory::load(&p.display().to_string(), false)?;
@@ -304,7 +314,9 @@ fn observe(
             });
         }
         Observation::Latency { ms } => r.latency.push((t, ms)),
-        Observation::Rejected { .. } | Observation::Approved { .. } => {}
+        Observation::Rejected { .. }
+        | Observation::Approved { .. }
+        | Observation::Repaced { .. } => {}
     }
     Ok(())
 }

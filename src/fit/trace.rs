@@ -42,6 +42,7 @@ pub fn inventory_csv(scenario: &Scenario, gateways: &[GatewayInfo]) -> Vec<u8> {
 }
 
 /// Collects a run's records, grouped the way the live journal groups them.
+#[derive(Clone)]
 pub struct TraceWriter {
     out: Vec<u8>,
     obs: Option<(u64, Vec<Obs>)>,
@@ -112,6 +113,14 @@ impl TraceWriter {
         self.out.push(b'\n');
     }
 
+    /// The trace so far, as a journal read now would see it.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut w = self.clone();
+        w.flush_obs();
+        w.flush_cmds();
+        w.out
+    }
+
     /// The trace's bytes, ending with a `done` record at `end`.
     pub fn finish(mut self, end: Time) -> Vec<u8> {
         self.flush_obs();
@@ -129,6 +138,66 @@ pub struct TracedRun {
     pub outcome: crate::simulate::Outcome,
     pub trace: Vec<u8>,
     pub inventory: Vec<u8>,
+}
+
+/// `simulate` with a refit when the policy's `refit_after` stage completes: the refit sees
+/// the trace so far, as a live driver sees its journal.
+pub fn simulate_refitted(
+    scenario: &Scenario,
+    name: &str,
+    policy: &crate::engine::Policy,
+    seed: u64,
+    opts: &crate::simulate::Options,
+    refitter: &crate::refit::Refitter,
+) -> Result<TracedRun, crate::scenario::InputError> {
+    let world = crate::world::World::new(
+        &crate::scenario::uncertainty::for_seed(scenario, seed),
+        seed,
+    );
+    let inventory = inventory_csv(scenario, &world.inventory());
+    drop(world);
+    let writer =
+        std::cell::RefCell::new(TraceWriter::new(&header(scenario, name, seed, &inventory)));
+    let mut decided = None;
+    let mut failed = None;
+    let mut outcome = crate::simulate::run_replanned(
+        scenario,
+        name,
+        policy,
+        seed,
+        opts,
+        &mut |t, item| writer.borrow_mut().record(t, item),
+        &mut |t, _wave, stage| {
+            let bytes = writer.borrow().snapshot();
+            let text = String::from_utf8_lossy(&bytes);
+            let decision = journal::parse(&text)
+                .and_then(|p| crate::fit::observe::of_parsed("the run so far", &p, None))
+                .and_then(|r| refitter.decide(&r, stage, t.secs()));
+            match decision {
+                Ok(d) => {
+                    let pace = d.refitted.pace;
+                    decided = Some(d.refitted);
+                    (pace * 1000.0).round() as u32
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    1000
+                }
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    outcome.summary.refit = decided;
+    let trace = writer
+        .into_inner()
+        .finish(Time::from_secs(outcome.summary.makespan_s));
+    Ok(TracedRun {
+        outcome,
+        trace,
+        inventory,
+    })
 }
 
 /// Runs `policy` named `name` on `scenario` with `seed`, tracing it.

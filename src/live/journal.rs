@@ -202,6 +202,11 @@ pub enum Obs {
     Approved {
         wave: usize,
     },
+    /// The refit after wave `wave` chose to go on at `pace_milli / 1000` of the plan's speed.
+    Repaced {
+        wave: usize,
+        pace_milli: u32,
+    },
 }
 
 /// An engine command as journaled.
@@ -235,6 +240,10 @@ pub enum Cmd {
         wave: usize,
         stage: String,
     },
+    Refit {
+        wave: usize,
+        stage: String,
+    },
 }
 
 /// An observation on disk, compact: `{"succeeded":7}`, `{"progress":[7,1,"downloaded"]}`.
@@ -251,6 +260,7 @@ enum ObsRow<S = String> {
     Checked(u32, bool, Option<FactsRow>),
     Latency(f64),
     Approved(usize),
+    Repaced(usize, u32),
 }
 
 #[derive(Serialize, Deserialize, Default, PartialEq)]
@@ -310,6 +320,7 @@ impl<'a> From<&'a Obs> for ObsRow<&'a str> {
             }
             Obs::Latency { ms } => ObsRow::Latency(ms),
             Obs::Approved { wave } => ObsRow::Approved(wave),
+            Obs::Repaced { wave, pace_milli } => ObsRow::Repaced(wave, pace_milli),
         }
     }
 }
@@ -336,6 +347,7 @@ impl From<ObsRow> for Obs {
             }
             ObsRow::Latency(ms) => Obs::Latency { ms },
             ObsRow::Approved(wave) => Obs::Approved { wave },
+            ObsRow::Repaced(wave, pace_milli) => Obs::Repaced { wave, pace_milli },
         }
     }
 }
@@ -351,6 +363,7 @@ enum CmdRow<S = String> {
     Wave(usize, Option<S>, usize),
     Halt(S, S),
     Paused(usize, S),
+    Refit(usize, S),
 }
 
 impl Serialize for Cmd {
@@ -376,6 +389,7 @@ impl<'a> From<&'a Cmd> for CmdRow<&'a str> {
                 ref reason,
             } => CmdRow::Halt(kind, reason),
             Cmd::Paused { wave, ref stage } => CmdRow::Paused(wave, stage),
+            Cmd::Refit { wave, ref stage } => CmdRow::Refit(wave, stage),
         }
     }
 }
@@ -390,6 +404,7 @@ impl From<CmdRow> for Cmd {
             CmdRow::Wave(wave, stage, size) => Cmd::Wave { wave, stage, size },
             CmdRow::Halt(kind, reason) => Cmd::Halt { kind, reason },
             CmdRow::Paused(wave, stage) => Cmd::Paused { wave, stage },
+            CmdRow::Refit(wave, stage) => Cmd::Refit { wave, stage },
         }
     }
 }
@@ -464,6 +479,7 @@ impl From<&Observation> for Obs {
             },
             Observation::Latency { ms } => Obs::Latency { ms },
             Observation::Approved { wave } => Obs::Approved { wave },
+            Observation::Repaced { wave, pace_milli } => Obs::Repaced { wave, pace_milli },
         }
     }
 }
@@ -511,6 +527,10 @@ impl Obs {
             },
             Obs::Latency { ms } => Observation::Latency { ms: *ms },
             Obs::Approved { wave } => Observation::Approved { wave: *wave },
+            Obs::Repaced { wave, pace_milli } => Observation::Repaced {
+                wave: *wave,
+                pace_milli: *pace_milli,
+            },
         })
     }
 }
@@ -538,6 +558,10 @@ impl From<&Command> for Cmd {
                 reason: reason.to_string(),
             },
             Command::Paused { wave, stage } => Cmd::Paused {
+                wave: *wave,
+                stage: stage.clone(),
+            },
+            Command::Refit { wave, stage } => Cmd::Refit {
                 wave: *wave,
                 stage: stage.clone(),
             },

@@ -57,6 +57,10 @@ pub struct Progress {
     pub halted: Option<String>,
     /// The stage whose approval gate holds the rollout, if any.
     pub paused: Option<String>,
+    /// The stage after which the rest was re-tuned, and the pace chosen (1 = as planned);
+    /// a pace of `None` means the refit is under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refit: Option<(String, Option<f64>)>,
     pub waves: Vec<Wave>,
     /// Gateways per latest state; those never mentioned are `not_started`.
     pub states: BTreeMap<State, usize>,
@@ -75,6 +79,7 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
     let mut finished = false;
     let mut halted: Option<String> = None;
     let mut paused: Option<(usize, String)> = None;
+    let mut refit: Option<(String, Option<f64>)> = None;
     let mut attempts = 0u64;
     for (_, r) in &parsed.records {
         match r {
@@ -88,6 +93,11 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
             Record::Obs { t, o } => {
                 t_ms = t_ms.max(*t);
                 for o in o {
+                    if let (Obs::Repaced { pace_milli, .. }, Some((_, pace))) = (o, refit.as_mut())
+                    {
+                        *pace = Some(f64::from(*pace_milli) / 1000.0);
+                        continue;
+                    }
                     if let Obs::Approved { wave } = o {
                         if paused.as_ref().is_some_and(|(w, _)| w == wave) {
                             paused = None;
@@ -120,6 +130,7 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
                         }),
                         Cmd::Halt { kind, reason } => halted = Some(format!("{kind}: {reason}")),
                         Cmd::Paused { wave, stage } => paused = Some((*wave, stage.clone())),
+                        Cmd::Refit { stage, .. } => refit = Some((stage.clone(), None)),
                         Cmd::Cancel { .. } | Cmd::Rollback { .. } => {}
                     }
                 }
@@ -149,6 +160,7 @@ pub fn progress(parsed: &Parsed, text_len: usize) -> Progress {
         finished,
         halted,
         paused: paused.map(|(_, stage)| stage),
+        refit,
         waves,
         not_started: h.devices.saturating_sub(states.len()),
         states: counts,

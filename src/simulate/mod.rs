@@ -10,7 +10,7 @@ use crate::engine::{Command, Engine, Observation, Policy};
 use crate::scenario::Scenario;
 use crate::time::Time;
 use crate::world::{Event, World};
-pub use summary::Summary;
+pub use summary::{Leaning, Refitted, Summary};
 pub use timeline::{Timeline, TimelineRow};
 
 /// A run longer than this in virtual time is stopped and reported as such.
@@ -38,6 +38,10 @@ pub fn run(scenario: &Scenario, name: &str, policy: &Policy, seed: u64, opts: &O
     run_traced(scenario, name, policy, seed, opts, &mut |_, _| {})
 }
 
+/// The driver's answer to `Command::Refit { wave, stage }` at a time: the pace (in
+/// thousandths) the rest of the rollout runs at.
+pub type Replan<'a> = &'a mut dyn FnMut(Time, usize, &str) -> u32;
+
 /// `run`, handing every engine input and output to `trace` with its virtual time, in the
 /// order the engine saw them.
 pub fn run_traced(
@@ -47,6 +51,22 @@ pub fn run_traced(
     seed: u64,
     opts: &Options,
     trace: &mut impl FnMut(Time, Traced<'_>),
+) -> Outcome {
+    run_replanned(scenario, name, policy, seed, opts, trace, &mut |_, _, _| {
+        1000
+    })
+}
+
+/// `run_traced`, asking `replan` for the pace when the policy's `refit_after` stage
+/// completes.
+pub fn run_replanned(
+    scenario: &Scenario,
+    name: &str,
+    policy: &Policy,
+    seed: u64,
+    opts: &Options,
+    trace: &mut impl FnMut(Time, Traced<'_>),
+    replan: Replan<'_>,
 ) -> Outcome {
     // This replication's draw of the scenario's uncertain values.
     let scenario = crate::scenario::uncertainty::for_seed(scenario, seed);
@@ -78,10 +98,15 @@ pub fn run_traced(
             while let Some(cmd) = engine.poll_command() {
                 trace(now, Traced::Command(&cmd));
                 world.apply(now, &cmd, &mut obs);
-                if let Command::Paused { wave, .. } = cmd {
+                match &cmd {
                     // Approval gates are approved at once: predictions leave out the time
                     // an operator takes.
-                    obs.push(Observation::Approved { wave });
+                    Command::Paused { wave, .. } => obs.push(Observation::Approved { wave: *wave }),
+                    Command::Refit { wave, stage } => obs.push(Observation::Repaced {
+                        wave: *wave,
+                        pace_milli: replan(now, *wave, stage),
+                    }),
+                    _ => {}
                 }
             }
             if obs.is_empty() {

@@ -45,6 +45,63 @@ pub struct Summary {
     /// The engine's view per status, when a run did not finish (for diagnosis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unfinished: Option<std::collections::BTreeMap<String, u32>>,
+    /// The re-tuning after a stage (`--refit-after`), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit: Option<Refitted>,
+}
+
+/// How the observations so far compare with what the plan assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leaning {
+    /// The plan's safety margins are clearly smaller under what was observed: the rest may
+    /// only slow down.
+    Worse,
+    /// No clear difference: the rest goes on as planned.
+    Same,
+    /// Clearly larger: the rest may only speed up.
+    Better,
+}
+
+impl Leaning {
+    pub fn name(self) -> &'static str {
+        match self {
+            Leaning::Worse => "worse",
+            Leaning::Same => "neither better nor worse",
+            Leaning::Better => "better",
+        }
+    }
+}
+
+/// What a refit found and chose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refitted {
+    pub stage: String,
+    /// Plan time of the refit (the stage's completion).
+    pub at_s: f64,
+    pub leaning: Leaning,
+    /// The pace the rest of the rollout runs at (1 = as planned).
+    pub pace: f64,
+    /// Fitted parameters that replaced the plan's assumptions.
+    pub adopted: Vec<String>,
+    /// Fitted parameters left at the plan's values: the observations were less precise
+    /// than the plan's own range for them.
+    pub kept_prior: Vec<String>,
+    pub why: String,
+    /// The plan as it was, under its prior, on the same seeds: the standard to meet.
+    pub standard: Paced,
+    /// Each pace tried, under the fitted scenario.
+    pub tried: Vec<Paced>,
+}
+
+/// A pace's replications: how many rollouts stayed within every limit, and how long they took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paced {
+    pub pace: f64,
+    pub good_within: u64,
+    pub bad_within: u64,
+    pub replications: u64,
+    pub makespan_s: f64,
 }
 
 impl Summary {
@@ -113,6 +170,7 @@ impl Summary {
                 .iter()
                 .map(|(k, v)| (k.clone(), round6(*v)))
                 .collect(),
+            refit: None,
             unfinished: truncated.then(|| {
                 let names = [
                     "waiting",
@@ -214,6 +272,41 @@ impl Summary {
         );
         if let Some(r) = &self.halt_reason {
             s += &format!("  HALTED: {r}\n");
+        }
+        if let Some(r) = &self.refit {
+            s += &format!(
+                "  refit after `{}` at {:.0} s: the canaries look {} than the plan assumed; the rest ran at {:.2}× pace ({})\n",
+                r.stage,
+                r.at_s,
+                r.leaning.name(),
+                r.pace,
+                r.why
+            );
+            if !r.adopted.is_empty() {
+                s += &format!("    fitted and used: {}\n", r.adopted.join(", "));
+            }
+            s += &format!(
+                "    standard (the plan under its prior): {}/{} good and {}/{} bad releases within the limits, {:.0} s\n",
+                r.standard.good_within, r.standard.replications, r.standard.bad_within, r.standard.replications, r.standard.makespan_s
+            );
+            for p in &r.tried {
+                s += &format!(
+                    "    pace {:.2}: {}/{} good, {}/{} bad within the limits, {:.0} s{}\n",
+                    p.pace,
+                    p.good_within,
+                    p.replications,
+                    p.bad_within,
+                    p.replications,
+                    p.makespan_s,
+                    if p.pace == r.pace { "  <- chosen" } else { "" }
+                );
+            }
+            if !r.kept_prior.is_empty() {
+                s += &format!(
+                    "    fitted, but kept at the plan's range (less precise): {}\n",
+                    r.kept_prior.join(", ")
+                );
+            }
         }
         if self.truncated {
             s += "  warning: stopped at the virtual-time limit (60 days) before the rollout finished\n";

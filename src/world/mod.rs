@@ -489,7 +489,10 @@ impl World {
                         .push(now + Time::from_secs(d), Event::RollbackDone { gw });
                 }
             }
-            Command::WaveReleased { .. } | Command::Halt { .. } | Command::Paused { .. } => {}
+            Command::WaveReleased { .. }
+            | Command::Halt { .. }
+            | Command::Paused { .. }
+            | Command::Refit { .. } => {}
         }
         if self.exposure_changed {
             self.schedule_disconnect(now, false);

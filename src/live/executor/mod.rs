@@ -34,7 +34,17 @@ pub struct Options {
     pub settle_ms: u64,
     /// Where state changes are logged.
     pub log: crate::live::log::Log,
+    /// Re-tunes the rest when the policy's `refit_after` stage completes: given the journal
+    /// so far, the plan time and the stage, the pace to go on at.
+    pub refit: Option<Box<Refit>>,
 }
+
+/// See `Options::refit`.
+pub type Refit = dyn FnMut(
+    &std::path::Path,
+    Time,
+    &str,
+) -> Result<crate::simulate::Refitted, crate::scenario::InputError>;
 
 /// Consecutive refusals of the credentials after which the rollout stops (exit 1).
 const MAX_AUTH_FAILURES: u32 = 5;
@@ -252,6 +262,7 @@ impl<'a> Live<'a> {
         self.poll_platform()?;
         self.tick()?;
         self.take_approval()?;
+        self.take_refit()?;
         self.answer_checks()?;
         self.send_pending()?;
         self.cancel_halted()?;
@@ -277,6 +288,46 @@ impl<'a> Live<'a> {
             self.record(Record::obs(t, Obs::Approved { wave }))?;
         }
         Ok(())
+    }
+
+    /// The refit after a completed stage: the journal so far is fitted, and the pace chosen
+    /// for the rest is journaled as an input, so a resume replays it rather than refitting.
+    fn take_refit(&mut self) -> Result<(), Failure> {
+        let Some((wave, stage)) = self.engine.refitting() else {
+            return Ok(());
+        };
+        let stage = stage.to_string();
+        let t = self.plan_now();
+        self.journal.sync().map_err(io)?;
+        let path = self.journal.path().to_path_buf();
+        let refitted = match self.opts.refit.as_mut() {
+            Some(refit) => refit(&path, t, &stage).map_err(Failure::Input)?,
+            None => {
+                return Err(Failure::Runtime(format!(
+                    "the journal's rollout re-tunes after stage `{stage}`: resume it with --refit-after {stage}"
+                )))
+            }
+        };
+        let pace_milli = (refitted.pace * 1000.0).round() as u32;
+        self.opts.log.event(
+            "refitted",
+            &format!(
+                "re-tuned after stage `{stage}`: the stage looks {} than the plan assumed; going on at {:.2}× pace ({}){}",
+                refitted.leaning.name(),
+                refitted.pace,
+                refitted.why,
+                if refitted.adopted.is_empty() {
+                    String::new()
+                } else {
+                    format!("; fitted and used: {}", refitted.adopted.join(", "))
+                }
+            ),
+            &[
+                ("stage", stage.as_str().into()),
+                ("pace", refitted.pace.into()),
+            ],
+        );
+        self.record(Record::obs(t.millis(), Obs::Repaced { wave, pace_milli }))
     }
 
     /// When the loop next has something to do (wall ms).

@@ -243,7 +243,10 @@ impl Live<'_> {
                 }
             }
             Obs::Checked { gw, .. } => self.checks.retain(|g| g != gw),
-            Obs::Accepted { .. } | Obs::Latency { .. } | Obs::Approved { .. } => {}
+            Obs::Accepted { .. }
+            | Obs::Latency { .. }
+            | Obs::Approved { .. }
+            | Obs::Repaced { .. } => {}
         }
     }
 
@@ -340,6 +343,15 @@ impl Live<'_> {
                         "halted",
                         &format!("HALT: {reason}"),
                         &[("reason", journal::halt_kind(&reason).into())],
+                    );
+                }
+            }
+            Command::Refit { stage, .. } => {
+                if !self.replaying {
+                    self.opts.log.event(
+                        "refit",
+                        &format!("stage `{stage}` complete: fitting its observations and re-tuning the rest"),
+                        &[("stage", stage.into())],
                     );
                 }
             }
