@@ -217,18 +217,11 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
                 args.refit_replications,
             )
             .map_err(|e| e.in_file(&plan_path))?;
-            let c = plan.constraints;
             let r = crate::refit::Refitter {
                 prior,
                 policy: policy.clone(),
                 name: plan.name.clone(),
-                constraints: crate::sweep::constraints::Constraints {
-                    min_success: c.min_success,
-                    max_cpu: c.max_cpu_pct,
-                    max_disconnect: c.max_disconnect,
-                    max_blast: c.max_blast,
-                    confidence: c.confidence,
-                },
+                constraints: plan.constraints.into(),
                 replications: args.refit_replications,
                 seed: 1,
             };

@@ -40,18 +40,11 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
                 )?;
                 // The prior is what the plan was tuned on, whatever the run's truth.
                 let prior = plan.scenario(&[])?;
-                let c = plan.constraints;
                 refitter = Some(crate::refit::Refitter {
                     prior,
                     policy: policy.clone(),
                     name: "plan".into(),
-                    constraints: crate::sweep::constraints::Constraints {
-                        min_success: c.min_success,
-                        max_cpu: c.max_cpu_pct,
-                        max_disconnect: c.max_disconnect,
-                        max_blast: c.max_blast,
-                        confidence: c.confidence,
-                    },
+                    constraints: plan.constraints.into(),
                     replications: args.refit_replications,
                     seed: args.seed,
                 });
@@ -83,20 +76,16 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
             .as_ref()
             .map(|_| Time::from_secs(args.sample_every)),
     };
-    let outcome = match (&args.trace, &refitter) {
-        (None, None) => simulate::run(&scenario, &name, &policy, args.seed, &opts),
-        (Some(path), None) => {
-            let run = trace::simulate(&scenario, &name, &policy, args.seed, &opts);
-            super::write_file(path, &run.trace)?;
-            super::write_file(
-                &crate::fit::observe::sibling_inventory(path),
-                &run.inventory,
-            )?;
-            run.outcome
-        }
-        (_, Some(refitter)) => {
-            let run =
-                trace::simulate_refitted(&scenario, &name, &policy, args.seed, &opts, refitter)?;
+    let run = match &refitter {
+        None if args.trace.is_none() => None,
+        None => Some(trace::simulate(&scenario, &name, &policy, args.seed, &opts)),
+        Some(r) => Some(trace::simulate_refitted(
+            &scenario, &name, &policy, args.seed, &opts, r,
+        )?),
+    };
+    let outcome = match run {
+        None => simulate::run(&scenario, &name, &policy, args.seed, &opts),
+        Some(run) => {
             if let Some(path) = &args.trace {
                 super::write_file(path, &run.trace)?;
                 super::write_file(
