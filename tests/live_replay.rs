@@ -350,13 +350,7 @@ fn fixed_refit(pace: f64, calls: std::sync::Arc<std::sync::atomic::AtomicU32>) -
             adopted: vec![],
             kept_prior: vec![],
             why: "test".into(),
-            standard: stagger::simulate::summary::Paced {
-                pace: 1.0,
-                good_within: 0,
-                bad_within: 0,
-                replications: 0,
-                makespan_s: 0.0,
-            },
+            standard: None,
             tried: vec![],
         })
     }));

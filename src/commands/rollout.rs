@@ -221,7 +221,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
                 prior,
                 policy: policy.clone(),
                 name: plan.name.clone(),
-                constraints: plan.constraints.into(),
+                constraints: (&plan.constraints).into(),
                 replications: args.refit_replications,
                 seed: 1,
             };

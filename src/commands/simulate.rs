@@ -44,7 +44,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
                     prior,
                     policy: policy.clone(),
                     name: "plan".into(),
-                    constraints: plan.constraints.into(),
+                    constraints: (&plan.constraints).into(),
                     replications: args.refit_replications,
                     seed: args.seed,
                 });

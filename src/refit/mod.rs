@@ -88,33 +88,11 @@ pub struct Refitter {
     pub seed: u64,
 }
 
-/// One pace evaluated under the fitted scenario.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub pace: f64,
-    pub passes: Passes,
-    pub makespan_s: f64,
-}
-
-impl Candidate {
-    fn paced(&self) -> Paced {
-        Paced {
-            pace: self.pace,
-            good_within: self.passes.good.k,
-            bad_within: self.passes.bad.k,
-            replications: self.passes.good.n,
-            makespan_s: self.makespan_s,
-        }
-    }
-}
-
+/// What the refit found and chose, with the fit behind it.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub refitted: Refitted,
     pub fit: Fit,
-    /// The plan at pace 1 under the prior, on the same seeds: the standard to meet.
-    pub standard: Passes,
-    pub candidates: Vec<Candidate>,
 }
 
 /// One rollout's safety margin: the smallest of its limits' slacks, each relative to the
@@ -164,6 +142,18 @@ struct Runs {
     makespan_s: f64,
 }
 
+impl Runs {
+    fn paced(&self, pace: f64) -> Paced {
+        Paced {
+            pace,
+            good_within: self.passes.good.k,
+            bad_within: self.passes.bad.k,
+            replications: self.passes.good.n,
+            makespan_s: self.makespan_s,
+        }
+    }
+}
+
 impl Refitter {
     fn seed(&self, r: u32) -> u64 {
         rng::derive(&[self.seed, REFIT_STREAM, u64::from(r)]) >> 11
@@ -203,24 +193,21 @@ impl Refitter {
     ) -> Result<Decision, InputError> {
         let fit = fit::fit(&self.prior, std::slice::from_ref(observed));
         let (fitted, adopted, kept) = fitted_scenario(&self.prior, &fit)?;
-        if adopted.is_empty() {
+        let mut refitted = Refitted {
+            stage: stage.to_string(),
+            at_s,
+            leaning: Leaning::Same,
+            pace: 1.0,
+            adopted,
+            kept_prior: kept,
+            why: String::new(),
+            standard: None,
+            tried: Vec::new(),
+        };
+        if refitted.adopted.is_empty() {
             // Nothing learned that the plan did not already assume: no reason to change it.
-            return Ok(Decision {
-                refitted: Refitted {
-                    stage: stage.to_string(),
-                    at_s,
-                    leaning: Leaning::Same,
-                    pace: 1.0,
-                    adopted,
-                    kept_prior: kept,
-                    why: "the stage pinned down nothing more precisely than the plan's scenario did: the plan as it was".into(),
-                    standard: Paced { pace: 1.0, good_within: 0, bad_within: 0, replications: 0, makespan_s: 0.0 },
-                    tried: Vec::new(),
-                },
-                fit,
-                standard: Passes::default(),
-                candidates: Vec::new(),
-            });
+            refitted.why = "the stage pinned down nothing more precisely than the plan's scenario did: the plan as it was".into();
+            return Ok(Decision { refitted, fit });
         }
         // The bad release the plan was tuned against.
         let defect_rate = self
@@ -234,62 +221,46 @@ impl Refitter {
         let (prior_bad, fitted_bad) = (bad_of(&self.prior)?, bad_of(&fitted)?);
         let standard = self.evaluate(&self.prior, &prior_bad, &self.policy);
         let as_is = self.evaluate(&fitted, &fitted_bad, &self.policy);
-        let leaning = compare(&as_is.margins, &standard.margins);
-        let worse = leaning == Leaning::Worse;
-        if leaning == Leaning::Same {
-            return Ok(Decision {
-                refitted: Refitted {
-                    stage: stage.to_string(),
-                    at_s,
-                    leaning,
-                    pace: 1.0,
-                    adopted,
-                    kept_prior: kept,
-                    why: "under what the stage showed, the plan's safety margins are not clearly different from under its scenario: the plan as it was".into(),
-                    standard: Candidate { pace: 1.0, passes: standard.passes, makespan_s: standard.makespan_s }.paced(),
-                    tried: vec![Candidate { pace: 1.0, passes: as_is.passes, makespan_s: as_is.makespan_s }.paced()],
-                },
-                fit,
-                standard: standard.passes,
-                candidates: Vec::new(),
-            });
-        }
-        let ladder: &[f64] = if worse { &SLOWER } else { &FASTER };
-        let mut candidates = vec![Candidate {
-            pace: 1.0,
-            passes: as_is.passes,
-            makespan_s: as_is.makespan_s,
-        }];
+        refitted.leaning = compare(&as_is.margins, &standard.margins);
+        let standard = standard.paced(1.0);
+        refitted.tried.push(as_is.paced(1.0));
+        let ladder: &[f64] = match refitted.leaning {
+            Leaning::Same => {
+                refitted.why = "under what the stage showed, the plan's safety margins are not clearly different from under its scenario: the plan as it was".into();
+                refitted.standard = Some(standard);
+                return Ok(Decision { refitted, fit });
+            }
+            Leaning::Worse => &SLOWER,
+            Leaning::Better => &FASTER,
+        };
         for &pace in &ladder[1..] {
             let r = self.evaluate(&fitted, &fitted_bad, &self.policy.paced(pace));
-            candidates.push(Candidate {
-                pace,
-                passes: r.passes,
-                makespan_s: r.makespan_s,
-            });
+            refitted.tried.push(r.paced(pace));
         }
-        let meets = |c: &Candidate| {
-            c.passes.good.k >= standard.passes.good.k && c.passes.bad.k >= standard.passes.bad.k
+        let meets = |c: &&Paced| {
+            c.good_within >= standard.good_within && c.bad_within >= standard.bad_within
         };
-        let fastest = candidates
+        let fastest = refitted
+            .tried
             .iter()
-            .filter(|c| meets(c))
+            .filter(meets)
             .min_by(|a, b| a.makespan_s.total_cmp(&b.makespan_s));
-        let (chosen, why) = match (fastest, worse) {
+        (refitted.pace, refitted.why) = match (fastest, refitted.leaning) {
             (Some(c), _) => (
                 c.pace,
                 format!(
                     "the fastest pace whose rollouts stay within the limits as often as the plan's did under its prior ({} of {} good, {} of {} bad releases)",
-                    standard.passes.good.k, standard.passes.good.n, standard.passes.bad.k, standard.passes.bad.n
+                    standard.good_within, standard.replications, standard.bad_within, standard.replications
                 ),
             ),
-            (None, true) => {
+            (None, Leaning::Worse) => {
                 // Nothing is as safe as the plan was meant to be: the safest pace tried.
-                let safest = candidates
+                let safest = refitted
+                    .tried
                     .iter()
                     .max_by(|a, b| {
-                        (a.passes.good.k + a.passes.bad.k)
-                            .cmp(&(b.passes.good.k + b.passes.bad.k))
+                        (a.good_within + a.bad_within)
+                            .cmp(&(b.good_within + b.bad_within))
                             .then(b.pace.total_cmp(&a.pace))
                     })
                     .map_or(1.0, |c| c.pace);
@@ -298,32 +269,13 @@ impl Refitter {
                     "no pace tried is as safe as the plan under its prior: the safest one".into(),
                 )
             }
-            (None, false) => (
+            (None, _) => (
                 1.0,
                 "no faster pace is as safe as the plan under its prior: the plan as it was".into(),
             ),
         };
-        Ok(Decision {
-            refitted: Refitted {
-                stage: stage.to_string(),
-                at_s,
-                leaning,
-                pace: chosen,
-                adopted,
-                kept_prior: kept,
-                why,
-                standard: Candidate {
-                    pace: 1.0,
-                    passes: standard.passes,
-                    makespan_s: standard.makespan_s,
-                }
-                .paced(),
-                tried: candidates.iter().map(Candidate::paced).collect(),
-            },
-            fit,
-            standard: standard.passes,
-            candidates,
-        })
+        refitted.standard = Some(standard);
+        Ok(Decision { refitted, fit })
     }
 }
 

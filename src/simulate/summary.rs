@@ -88,8 +88,9 @@ pub struct Refitted {
     /// than the plan's own range for them.
     pub kept_prior: Vec<String>,
     pub why: String,
-    /// The plan as it was, under its prior, on the same seeds: the standard to meet.
-    pub standard: Paced,
+    /// The plan as it was, under its prior, on the same seeds: the standard to meet (none
+    /// when the stage taught nothing new and nothing was simulated).
+    pub standard: Option<Paced>,
     /// Each pace tried, under the fitted scenario.
     pub tried: Vec<Paced>,
 }
@@ -285,10 +286,12 @@ impl Summary {
             if !r.adopted.is_empty() {
                 s += &format!("    fitted and used: {}\n", r.adopted.join(", "));
             }
-            s += &format!(
-                "    standard (the plan under its prior): {}/{} good and {}/{} bad releases within the limits, {:.0} s\n",
-                r.standard.good_within, r.standard.replications, r.standard.bad_within, r.standard.replications, r.standard.makespan_s
-            );
+            if let Some(st) = &r.standard {
+                s += &format!(
+                    "    standard (the plan under its prior): {}/{} good and {}/{} bad releases within the limits, {:.0} s\n",
+                    st.good_within, st.replications, st.bad_within, st.replications, st.makespan_s
+                );
+            }
             for p in &r.tried {
                 s += &format!(
                     "    pace {:.2}: {}/{} good, {}/{} bad within the limits, {:.0} s{}\n",

@@ -59,18 +59,6 @@ pub struct PlanConstraints {
     pub bound_level: f64,
 }
 
-impl From<PlanConstraints> for crate::sweep::constraints::Constraints {
-    fn from(c: PlanConstraints) -> Self {
-        crate::sweep::constraints::Constraints {
-            min_success: c.min_success,
-            max_cpu: c.max_cpu_pct,
-            max_disconnect: c.max_disconnect,
-            max_blast: c.max_blast,
-            confidence: c.confidence,
-        }
-    }
-}
-
 /// A metric over fresh rollouts: its mean with a 95% interval, and its spread.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
