@@ -96,6 +96,16 @@ fn count(s: &serde_json::Value, field: &str, id: &str) -> u64 {
 /// the budget, no overlap, nothing after success, the cap held.
 fn assert_platform_safe(s: &serde_json::Value, n: usize, failing: &[&str], plan: &Path) {
     let (max_attempts, cap) = plan_limits(plan);
+    assert_platform_safe_within(s, n, failing, max_attempts, cap);
+}
+
+fn assert_platform_safe_within(
+    s: &serde_json::Value,
+    n: usize,
+    failing: &[&str],
+    max_attempts: u64,
+    cap: u64,
+) {
     for i in 0..n {
         let id = format!("gw-{i:03}");
         let updates = count(s, "update_requests", &id);
@@ -1068,4 +1078,101 @@ fn a_rehearsal_journal_fits_to_the_values_the_emulated_fleet_was_given() {
             "{key}: [{lo}, {hi}] misses the fleet's {truth}: {report}"
         );
     }
+}
+
+/// A refit after a canary of 10, live: the journal so far is fitted (the install time is
+/// identified from ten live installs), the choice is journaled, a kill -9 after it and a
+/// resume replay it, and the platform sees every gateway updated once within the cap the
+/// chosen pace allows. A resume without --refit-after is refused: the journal's plan differs.
+#[test]
+fn a_refit_after_the_canary_is_fitted_from_the_live_journal_and_replayed() {
+    let d = tempfile::tempdir().unwrap();
+    let inv = inventory(d.path(), 40);
+    let tuned = tuned_plan(d.path(), "watson-iot");
+    let text = std::fs::read_to_string(&tuned).unwrap();
+    let edited = text.replacen(
+        "[policy.canary]\nsize = 5\n",
+        "[policy.canary]\nsize = 10\n",
+        1,
+    );
+    assert_ne!(edited, text, "the tuned plan has a canary of 5");
+    let plan = d.path().join("plan10.toml");
+    std::fs::write(&plan, edited).unwrap();
+    let emu = strict_emulator(&inv, &[]);
+    let journal = d.path().join("j.jsonl");
+    let repaced = || {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(r#"{"repaced":[0,"#))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let mut run = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args(["--refit-after", "canary", "--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while repaced().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120) && run.try_wait().unwrap().is_none(),
+            "no refit journaled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut log).unwrap();
+    run.wait().unwrap();
+    let refitted = log
+        .lines()
+        .find(|l| l.contains("\"refitted\""))
+        .unwrap_or_else(|| panic!("no refitted event: {log}"));
+    assert!(
+        refitted.contains("fitted and used: install.seconds.min, install.seconds.max"),
+        "{refitted}"
+    );
+    assert_no_secrets("the log", &log);
+
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a resume without --refit-after: {}",
+        stderr(&o)
+    );
+    let o = rollout(&plan, &inv, &emu.endpoint, &journal, true)
+        .args(["--refit-after", "canary", "--log-format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("\"refitted\""),
+        "the resume refitted again: {}",
+        stderr(&o)
+    );
+    let lines = repaced();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let milli: u64 = lines[0]
+        .split(r#"{"repaced":[0,"#)
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap();
+    let (max_attempts, cap) = plan_limits(&plan);
+    let cap = (cap * milli.max(1000)).div_ceil(1000);
+    assert_platform_safe_within(&emu.stats(), 40, &[], max_attempts, cap);
+    let o = bin()
+        .args(["status", "--journal", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("re-tuned after stage `canary`"),
+        "{}",
+        stdout(&o)
+    );
 }
