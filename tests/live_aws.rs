@@ -487,8 +487,12 @@ fn ministack_shadows_hold_back_low_battery_things_until_they_charge() {
         };
         set_battery(&mut c, &thing, pct);
     }
+    // gw-019's only report must be stale (older than 1,200 plan seconds, 2 s here, on a
+    // clock of whole seconds) by the time anything is checked, however fast the rollout goes.
+    std::thread::sleep(Duration::from_secs(4));
     let journal = d.path().join("j.jsonl");
     let run = rollout(&plan, &inv, &endpoint, &journal, true)
+        .args(["--facts-max-age-s", "1200"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
