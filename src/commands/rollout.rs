@@ -305,7 +305,7 @@ pub fn run(args: &RolloutArgs) -> Result<(), Failure> {
         refit: refitter.map(|r| -> Box<crate::live::executor::Refit> {
             Box::new(move |journal: &std::path::Path, t: Time, stage: &str| {
                 let observed = crate::fit::observe::load(journal, None)?;
-                Ok(r.decide(&observed, stage, t.secs())?.refitted)
+                r.decide(&observed, stage, t.secs())
             })
         }),
     };

@@ -175,8 +175,8 @@ pub fn simulate_refitted(
                 .and_then(|r| refitter.decide(&r, stage, t.secs()));
             match decision {
                 Ok(d) => {
-                    let pace = d.refitted.pace;
-                    decided = Some(d.refitted);
+                    let pace = d.pace;
+                    decided = Some(d);
                     (pace * 1000.0).round() as u32
                 }
                 Err(e) => {

@@ -88,13 +88,6 @@ pub struct Refitter {
     pub seed: u64,
 }
 
-/// What the refit found and chose, with the fit behind it.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    pub refitted: Refitted,
-    pub fit: Fit,
-}
-
 /// One rollout's safety margin: the smallest of its limits' slacks, each relative to the
 /// limit (1 = no load at all, 0 = at the limit, negative = beyond it).
 fn margin(c: &Constraints, v: &[f64]) -> f64 {
@@ -190,7 +183,7 @@ impl Refitter {
         observed: &Rollout,
         stage: &str,
         at_s: f64,
-    ) -> Result<Decision, InputError> {
+    ) -> Result<Refitted, InputError> {
         let fit = fit::fit(&self.prior, std::slice::from_ref(observed));
         let (fitted, adopted, kept) = fitted_scenario(&self.prior, &fit)?;
         let mut refitted = Refitted {
@@ -207,7 +200,7 @@ impl Refitter {
         if refitted.adopted.is_empty() {
             // Nothing learned that the plan did not already assume: no reason to change it.
             refitted.why = "the stage pinned down nothing more precisely than the plan's scenario did: the plan as it was".into();
-            return Ok(Decision { refitted, fit });
+            return Ok(refitted);
         }
         // The bad release the plan was tuned against.
         let defect_rate = self
@@ -228,7 +221,7 @@ impl Refitter {
             Leaning::Same => {
                 refitted.why = "under what the stage showed, the plan's safety margins are not clearly different from under its scenario: the plan as it was".into();
                 refitted.standard = Some(standard);
-                return Ok(Decision { refitted, fit });
+                return Ok(refitted);
             }
             Leaning::Worse => &SLOWER,
             Leaning::Better => &FASTER,
@@ -275,7 +268,7 @@ impl Refitter {
             ),
         };
         refitted.standard = Some(standard);
-        Ok(Decision { refitted, fit })
+        Ok(refitted)
     }
 }
 
