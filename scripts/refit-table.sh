@@ -10,12 +10,15 @@ truths=(
   "as planned|"
   "installs 40% slower|install.seconds={dist=\"uniform\",min=252,max=420}"
   "installs 40% faster|install.seconds={dist=\"uniform\",min=108,max=180}"
+  "service twice as cheap|uncertainty.\"service.op_request_ms\"={dist=\"uniform\",min=12.5,max=30};uncertainty.\"service.progress_ms\"={dist=\"uniform\",min=2,max=8};uncertainty.\"service.heartbeat_ms\"={dist=\"uniform\",min=0.5,max=2};uncertainty.\"service.reconnect_ms\"={dist=\"uniform\",min=50,max=250}"
 )
 echo "| truth | runs | within limits, plan | within limits, refit | mean makespan plan (s) | refit (s) | paces chosen (<1 / 1 / >1) |"
 echo "|---|---|---|---|---|---|---|"
 for t in "${truths[@]}"; do
   name=${t%%|*}; set_=${t#*|}
-  args=(); [ -n "$set_" ] && args=(--set "$set_")
+  # A truth is one or more --set values, separated by ';'.
+  args=(); IFS=';' read -ra parts <<< "$set_"
+  for p in "${parts[@]}"; do [ -n "$p" ] && args+=(--set "$p"); done
   tmp=$(mktemp)
   for s in $(seq 1 "$seeds"); do
     a=$("$bin" simulate --plan "$plan" --seed "$s" --json "${args[@]}" 2>/dev/null)

@@ -60,10 +60,30 @@ pub fn parse_value(value: &str) -> Result<toml::Value, String> {
     }
 }
 
+/// The parts of a dotted key, read as TOML reads one: `uncertainty."service.heartbeat_ms"`
+/// has two. A key TOML cannot read is split at every dot.
+fn segments(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(mut t) = format!("{key} = 0").parse::<toml::Table>() {
+        while t.len() == 1 {
+            let Some((k, v)) = t.into_iter().next() else {
+                break;
+            };
+            out.push(k);
+            match v {
+                toml::Value::Table(inner) => t = inner,
+                _ => return out,
+            }
+        }
+    }
+    key.split('.').map(|s| s.trim().to_string()).collect()
+}
+
 /// Sets `value` at dotted `key`, creating intermediate tables. Whether the key is known
 /// is decided by the schema (unknown keys fail deserialisation), not here.
 pub fn apply(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), InputError> {
-    let segs: Vec<&str> = key.split('.').map(str::trim).collect();
+    let segs = segments(key);
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let mut cur = table;
     for (i, seg) in segs[..segs.len() - 1].iter().enumerate() {
         let entry = cur
@@ -118,4 +138,36 @@ fn plain_types(msg: &str) -> String {
         m = m.replace(rust, plain);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quoted_part_of_a_key_is_one_part() {
+        assert_eq!(segments("fleet.gateways"), ["fleet", "gateways"]);
+        assert_eq!(
+            segments(r#"uncertainty."service.heartbeat_ms""#),
+            ["uncertainty", "service.heartbeat_ms"]
+        );
+        assert_eq!(
+            segments("policies.seed-staged.gate.fraction"),
+            ["policies", "seed-staged", "gate", "fraction"]
+        );
+        let mut t: toml::Table = "[uncertainty]\n\"service.heartbeat_ms\" = 1\n"
+            .parse()
+            .unwrap();
+        apply(
+            &mut t,
+            r#"uncertainty."service.heartbeat_ms""#,
+            toml::Value::Integer(2),
+        )
+        .unwrap();
+        assert_eq!(
+            t["uncertainty"]["service.heartbeat_ms"].as_integer(),
+            Some(2)
+        );
+        assert_eq!(t["uncertainty"].as_table().unwrap().len(), 1);
+    }
 }
