@@ -513,3 +513,23 @@ fn sensitivity_ranks_the_factor_that_matters_first_and_gives_inert_ones_zero() {
     // The same design twice gives the same bytes.
     assert_eq!(out, stdout(&run(args)));
 }
+
+/// `--set` reads its key as TOML does: a quoted part names one entry of `[uncertainty]`, and
+/// the run draws from the new range.
+#[test]
+fn set_reaches_an_uncertainty_entry_by_its_quoted_key() {
+    let s = seed_scenario();
+    let drawn = |sets: &[&str]| {
+        let mut args = vec!["simulate", s.as_str(), "--policy", "backoff", "--json"];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        json(&args)["uncertain"]["service.op_request_ms"]
+            .as_f64()
+            .unwrap()
+    };
+    let before = drawn(&[]);
+    assert!((25.0..=60.0).contains(&before), "{before}");
+    let after = drawn(&[r#"uncertainty."service.op_request_ms"={dist="uniform",min=12.5,max=13}"#]);
+    assert!((12.5..=13.0).contains(&after), "{after}");
+}
