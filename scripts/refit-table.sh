@@ -1,24 +1,18 @@
 #!/usr/bin/env bash
 # The "re-tuning pays?" table of the README: a plan run with and without
 # `--refit-after canary` on 100 seeds of truths that differ from the plan's scenario.
-# Usage: scripts/refit-table.sh PLAN [SEEDS]   (needs target/release/stagger)
+# Usage: [CANARY=N] scripts/refit-table.sh PLAN [SEEDS]   (needs target/release/stagger)
+# CANARY=N runs a copy of the plan whose canary has N gateways.
 set -euo pipefail
-plan=${1:?usage: scripts/refit-table.sh PLAN [SEEDS]}
+. "$(dirname "$0")/truths.sh"
+plan=$(with_canary "${1:?usage: [CANARY=N] scripts/refit-table.sh PLAN [SEEDS]}" "${CANARY:-}")
 seeds=${2:-100}
 bin=${STAGGER:-target/release/stagger}
-truths=(
-  "as planned|"
-  "installs 40% slower|install.seconds={dist=\"uniform\",min=252,max=420}"
-  "installs 40% faster|install.seconds={dist=\"uniform\",min=108,max=180}"
-  "service twice as cheap|uncertainty.\"service.op_request_ms\"={dist=\"uniform\",min=12.5,max=30};uncertainty.\"service.progress_ms\"={dist=\"uniform\",min=2,max=8};uncertainty.\"service.heartbeat_ms\"={dist=\"uniform\",min=0.5,max=2};uncertainty.\"service.reconnect_ms\"={dist=\"uniform\",min=50,max=250}"
-)
 echo "| truth | runs | within limits, plan | within limits, refit | mean makespan plan (s) | refit (s) | paces chosen (<1 / 1 / >1) |"
 echo "|---|---|---|---|---|---|---|"
 for t in "${truths[@]}"; do
   name=${t%%|*}; set_=${t#*|}
-  # A truth is one or more --set values, separated by ';'.
-  args=(); IFS=';' read -ra parts <<< "$set_"
-  for p in "${parts[@]}"; do [ -n "$p" ] && args+=(--set "$p"); done
+  truth_args "$set_"
   tmp=$(mktemp)
   for s in $(seq 1 "$seeds"); do
     a=$("$bin" simulate --plan "$plan" --seed "$s" --json "${args[@]}" 2>/dev/null)

@@ -557,6 +557,10 @@ pub struct SimulateArgs {
     /// Replications per pace and release behind a refit's choice
     #[arg(long, default_value_t = crate::refit::REPLICATIONS, value_name = "N")]
     pub refit_replications: u32,
+    /// With --refit-after: fit nothing and run the rest at this pace (0.1–10), to see what a
+    /// refit choosing it would give, for example on a truth set with --set
+    #[arg(long, value_name = "P", requires = "refit_after")]
+    pub pace: Option<f64>,
 }
 
 #[derive(Debug, Args)]

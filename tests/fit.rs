@@ -206,3 +206,56 @@ fn bad_or_foreign_journals_exit_2_naming_the_line() {
         );
     }
 }
+
+/// Response times against load: each response is counted once, in the band of the operations
+/// then in flight. A policy capped at 30 never reaches the band at the service's limit of 50;
+/// bulk starts all 200 at once and reaches nothing else.
+#[test]
+fn response_times_are_reported_by_the_operations_in_flight() {
+    let s = scenario::load(
+        &common::root()
+            .join("scenarios/seed-200.toml")
+            .display()
+            .to_string(),
+        &[],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bands = |policy: &str| {
+        let path = traced(&s, policy, 3, dir.path());
+        let r = observe::load(&path, None).unwrap();
+        let f = fit::fit(&s, std::slice::from_ref(&r));
+        let count = |row: &fit::Row| -> usize {
+            row.observations.split(' ').next().unwrap().parse().unwrap()
+        };
+        let total = f
+            .described
+            .iter()
+            .find(|row| row.parameter.starts_with("service response ms, median"))
+            .map(count)
+            .unwrap();
+        let by_load: Vec<(String, usize)> = f
+            .described
+            .iter()
+            .filter(|row| row.parameter.contains("operations in flight"))
+            .map(|row| (row.parameter.clone(), count(row)))
+            .collect();
+        assert_eq!(r.latency.len(), total, "{policy}");
+        // Bands of fewer than 5 responses are left out.
+        let shown: usize = by_load.iter().map(|(_, n)| n).sum();
+        assert!(
+            shown <= total && shown + 5 * 4 > total,
+            "{policy}: {by_load:?} of {total}"
+        );
+        by_load
+    };
+    let capped = bands("backoff");
+    assert!(capped.len() >= 2, "{capped:?}");
+    assert!(
+        capped.iter().all(|(p, _)| !p.contains("50 or more")),
+        "{capped:?}"
+    );
+    let bulk = bands("bulk");
+    assert_eq!(bulk.len(), 1, "{bulk:?}");
+    assert!(bulk[0].0.contains("50 or more"), "{bulk:?}");
+}

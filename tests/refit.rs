@@ -128,6 +128,22 @@ fn a_refit_is_deterministic_and_goes_only_the_way_the_canaries_point() {
     }
     // Seed 4 of the faster installs leans better and speeds up (see the README's table).
     assert!(leanings.contains("better"), "{leanings:?}");
+    let faster = "install.seconds={dist=\"uniform\",min=108,max=180}";
+    let chosen = json(&[
+        "simulate",
+        "--plan",
+        &plan,
+        "--seed",
+        "4",
+        "--set",
+        faster,
+        "--json",
+        "--refit-after",
+        "canary",
+    ])["refit"]["pace"]
+        .as_f64()
+        .unwrap();
+    assert!(chosen > 1.0, "seed 4 chose pace {chosen}");
 
     let trace = d.path().join("run.jsonl");
     let o = run(&[
@@ -154,10 +170,8 @@ fn a_refit_is_deterministic_and_goes_only_the_way_the_canaries_point() {
         text.contains(r#"{"refit":[0,"canary"]}"#),
         "no refit command"
     );
-    assert!(
-        text.contains(r#"{"repaced":[0,1250]}"#),
-        "no journaled pace"
-    );
+    let repaced = format!(r#"{{"repaced":[0,{}]}}"#, (chosen * 1000.0).round());
+    assert!(text.contains(&repaced), "no journaled pace: {repaced}");
 }
 
 #[test]
@@ -192,4 +206,52 @@ fn the_dry_run_says_what_would_be_refit_and_when() {
         out.contains("refit after stage `canary`") && out.contains("100 replications"),
         "{out}"
     );
+}
+
+/// `--pace` answers the refit without fitting: at 1 the run is the plan's own, figure for
+/// figure; at 2 the rest runs with twice the plan's cap in flight; out of range, or without
+/// `--refit-after`, it exits 2.
+#[test]
+fn a_given_pace_answers_the_refit_without_fitting() {
+    let plan = tuned_plan();
+    let base = ["simulate", "--plan", &plan, "--seed", "3", "--json"];
+    let plain = json(&base);
+    let given = |pace: &str| {
+        let mut args = base.to_vec();
+        args.extend(["--refit-after", "canary", "--pace", pace]);
+        json(&args)
+    };
+    let mut one = given("1");
+    let r = one.as_object_mut().unwrap().remove("refit").unwrap();
+    assert_eq!(
+        (r["leaning"].as_str(), r["pace"].as_f64()),
+        (Some("given"), Some(1.0)),
+        "{r}"
+    );
+    assert_eq!(plain, one);
+
+    let two = given("2");
+    let cap = plain["peak_in_flight"].as_u64().unwrap();
+    let peak = two["peak_in_flight"].as_u64().unwrap();
+    assert!(
+        peak > cap && peak <= 2 * cap,
+        "peak in flight {peak} against the plan's {cap}"
+    );
+    assert_eq!(two["refit"]["tried"].as_array().map(Vec::len), Some(0));
+
+    for bad in [
+        vec!["--refit-after", "canary", "--pace", "20"],
+        vec!["--refit-after", "canary", "--pace", "0"],
+        vec!["--pace", "2"],
+    ] {
+        let mut args = base.to_vec();
+        args.extend(bad.iter().copied());
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--pace") || stderr(&o).contains("--refit-after"),
+            "{}",
+            stderr(&o)
+        );
+    }
 }

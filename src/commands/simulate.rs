@@ -38,15 +38,20 @@ pub fn run(args: &SimulateArgs) -> Result<(), Failure> {
                     stage,
                     args.refit_replications,
                 )?;
-                // The prior is what the plan was tuned on, whatever the run's truth.
-                let prior = plan.scenario(&[])?;
-                refitter = Some(crate::refit::Refitter {
-                    prior,
-                    policy: policy.clone(),
-                    name: "plan".into(),
-                    constraints: (&plan.constraints).into(),
-                    replications: args.refit_replications,
-                    seed: args.seed,
+                refitter = Some(match args.pace {
+                    Some(pace) => {
+                        crate::refit::check_pace(pace)?;
+                        crate::refit::Answer::Given(pace)
+                    }
+                    // The prior is what the plan was tuned on, whatever the run's truth.
+                    None => crate::refit::Answer::Fit(Box::new(crate::refit::Refitter {
+                        prior: plan.scenario(&[])?,
+                        policy: policy.clone(),
+                        name: "plan".into(),
+                        constraints: (&plan.constraints).into(),
+                        replications: args.refit_replications,
+                        seed: args.seed,
+                    })),
                 });
                 policy.refit_after = Some(stage.clone());
             }

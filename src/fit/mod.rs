@@ -106,7 +106,7 @@ pub fn fit(base: &Scenario, rollouts: &[Rollout]) -> Fit {
     failure_rates(base, &all().collect::<Vec<_>>(), &mut fit);
     disconnects(base, rollouts, &mut fit);
     downloads(base, rollouts, &mut fit);
-    latency(rollouts, &mut fit);
+    latency(base, rollouts, &mut fit);
     fit.unidentified.extend(
         [
             ("failures.chunk_failure_rate", "a failed chunk is retried inside its download and never reported; only downloads that give up are"),
@@ -483,21 +483,82 @@ fn downloads(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
     }
 }
 
-fn latency(rollouts: &[Rollout], fit: &mut Fit) {
-    let mut xs: Vec<f64> = rollouts
-        .iter()
-        .flat_map(|r| r.latency.iter().map(|(_, ms)| *ms))
-        .collect();
-    if xs.is_empty() {
-        return;
+/// Fewest responses behind one load band's figures.
+const MIN_PER_BAND: usize = 5;
+
+/// The operations in flight (begun, not yet ended) when each response in `r` was measured.
+fn loads(r: &Rollout) -> Vec<(u32, f64)> {
+    let mut edges: Vec<(u64, i32)> = Vec::new();
+    for a in &r.attempts {
+        if let Some(from) = a.accepted.or(a.started) {
+            edges.push((from, 1));
+            if let Some((to, _)) = a.end {
+                edges.push((to, -1));
+            }
+        }
     }
-    xs.sort_by(f64::total_cmp);
-    let q = |p| crate::stats::quantile(&xs, p);
-    fit.described.push(Row {
-        parameter: "service response ms, median (p05–p95 as the range)".into(),
+    // Ends sort before starts at the same instant: an operation ended then is not in flight.
+    edges.sort_unstable();
+    let mut by_time: Vec<(u64, f64)> = r.latency.clone();
+    by_time.sort_by_key(|(t, _)| *t);
+    let (mut i, mut n) = (0, 0i64);
+    by_time
+        .into_iter()
+        .map(|(t, ms)| {
+            while i < edges.len() && edges[i].0 <= t {
+                n += i64::from(edges[i].1);
+                i += 1;
+            }
+            (n.max(0) as u32, ms)
+        })
+        .collect()
+}
+
+/// A median response time with its p05–p95 range.
+fn spread_row(parameter: String, ms: &mut [f64]) -> Row {
+    ms.sort_by(f64::total_cmp);
+    let q = |p| crate::stats::quantile(ms, p);
+    Row {
+        parameter,
         estimate: q(0.5),
         interval: Some((q(0.05), q(0.95))),
-        observations: format!("{} responses", xs.len()),
+        observations: format!("{} responses", ms.len()),
         quality: "empirical".into(),
-    });
+    }
+}
+
+/// The service's response times, overall and against load: by operations in flight, in
+/// bands of the service's operation limit.
+fn latency(base: &Scenario, rollouts: &[Rollout], fit: &mut Fit) {
+    let seen: Vec<(u32, f64)> = rollouts.iter().flat_map(loads).collect();
+    if seen.is_empty() {
+        return;
+    }
+    let mut all: Vec<f64> = seen.iter().map(|(_, ms)| *ms).collect();
+    fit.described.push(spread_row(
+        "service response ms, median (p05–p95 as the range)".into(),
+        &mut all,
+    ));
+    let limit = base.service.max_concurrent_ops.max(4);
+    let edges = [0, limit / 4, limit / 2, limit, u32::MAX];
+    for band in edges.windows(2) {
+        let (lo, hi) = (band[0], band[1]);
+        let mut ms: Vec<f64> = seen
+            .iter()
+            .filter(|(n, _)| (lo..hi).contains(n))
+            .map(|(_, ms)| *ms)
+            .collect();
+        if ms.len() < MIN_PER_BAND {
+            continue;
+        }
+        let load = if hi == u32::MAX {
+            format!("{lo} or more")
+        } else {
+            format!("{lo}–{}", hi - 1)
+        };
+        fit.described.push(spread_row(
+            format!("service response ms at {load} operations in flight, median (p05–p95)"),
+            &mut ms,
+        ));
+    }
 }

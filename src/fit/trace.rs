@@ -148,7 +148,7 @@ pub fn simulate_refitted(
     policy: &crate::engine::Policy,
     seed: u64,
     opts: &crate::simulate::Options,
-    refitter: &crate::refit::Refitter,
+    answer: &crate::refit::Answer,
 ) -> Result<TracedRun, crate::scenario::InputError> {
     let world = crate::world::World::new(
         &crate::scenario::uncertainty::for_seed(scenario, seed),
@@ -168,11 +168,13 @@ pub fn simulate_refitted(
         opts,
         &mut |t, item| writer.borrow_mut().record(t, item),
         &mut |t, _wave, stage| {
-            let bytes = writer.borrow().snapshot();
-            let text = String::from_utf8_lossy(&bytes);
-            let decision = journal::parse(&text)
-                .and_then(|p| crate::fit::observe::of_parsed("the run so far", &p, None))
-                .and_then(|r| refitter.decide(&r, stage, t.secs()));
+            let observed = || {
+                let bytes = writer.borrow().snapshot();
+                let text = String::from_utf8_lossy(&bytes);
+                journal::parse(&text)
+                    .and_then(|p| crate::fit::observe::of_parsed("the run so far", &p, None))
+            };
+            let decision = answer.decide(observed, stage, t.secs());
             match decision {
                 Ok(d) => {
                     let pace = d.pace;

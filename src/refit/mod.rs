@@ -6,7 +6,8 @@
 //! failure rate, and must not make it look like 8%.
 //!
 //! The choice is a pace (`Policy::paced`): the same waves, gates and safety rules, with
-//! concurrency scaled and waits divided. Whether the canaries look worse than the plan
+//! concurrency scaled and waits divided. Every candidate is simulated as it would run: the
+//! stage as planned, the rest at the pace. Whether the canaries look worse than the plan
 //! assumed is judged first, on the plan as it stands: its safety margins (success, CPU,
 //! disconnects) under the fitted scenario against under the prior, on common seeds; a mean
 //! difference within twice its standard error keeps the plan as it is. When clearly worse,
@@ -72,6 +73,55 @@ pub fn check(
         )));
     }
     Ok(())
+}
+
+/// The paces `simulate --pace` takes: the range the ladders span, and then some.
+pub const GIVEN_PACES: std::ops::RangeInclusive<f64> = 0.1..=10.0;
+
+/// Checks a pace given for a what-if refit.
+pub fn check_pace(pace: f64) -> Result<(), InputError> {
+    if GIVEN_PACES.contains(&pace) {
+        Ok(())
+    } else {
+        Err(InputError::new(format!(
+            "--pace must be between {} and {} (got {pace})",
+            GIVEN_PACES.start(),
+            GIVEN_PACES.end()
+        )))
+    }
+}
+
+/// How a simulated run answers its refit: by fitting what it observed, or with a pace given
+/// (`simulate --pace`) to see what choosing it would do.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Fit(Box<Refitter>),
+    Given(f64),
+}
+
+impl Answer {
+    /// The refit after `stage`; `observed` is read only when there is something to fit.
+    pub fn decide(
+        &self,
+        observed: impl FnOnce() -> Result<Rollout, InputError>,
+        stage: &str,
+        at_s: f64,
+    ) -> Result<Refitted, InputError> {
+        match self {
+            Answer::Fit(r) => r.decide(&observed()?, stage, at_s),
+            Answer::Given(pace) => Ok(Refitted {
+                stage: stage.to_string(),
+                at_s,
+                leaning: Leaning::Given,
+                pace: *pace,
+                adopted: Vec::new(),
+                kept_prior: Vec::new(),
+                why: "given with --pace: nothing was fitted".into(),
+                standard: None,
+                tried: Vec::new(),
+            }),
+        }
+    }
 }
 
 /// What the refit needs besides the observations.
@@ -152,14 +202,27 @@ impl Refitter {
         rng::derive(&[self.seed, REFIT_STREAM, u64::from(r)]) >> 11
     }
 
-    fn evaluate(&self, good: &Scenario, bad: &Scenario, policy: &Policy) -> Runs {
+    /// The plan's replications with its rest at `pace` after `stage`, as a refit answering
+    /// `pace` would run it (the stage itself as planned).
+    fn evaluate(&self, good: &Scenario, bad: &Scenario, stage: &str, pace: f64) -> Runs {
         let c = self.constraints;
+        let mut policy = self.policy.clone();
+        policy.refit_after = Some(stage.to_string());
+        let milli = (pace * 1000.0).round() as u32;
         let runs: Vec<(bool, Vec<f64>)> = (0..self.replications)
             .into_par_iter()
             .flat_map_iter(|r| [false, true].into_iter().map(move |b| (b, r)))
             .map(|(b, r)| {
                 let s = if b { bad } else { good };
-                let run = simulate::run(s, &self.name, policy, self.seed(r), &Options::default());
+                let run = simulate::run_replanned(
+                    s,
+                    &self.name,
+                    &policy,
+                    self.seed(r),
+                    &Options::default(),
+                    &mut |_, _| {},
+                    &mut |_, _, _| milli,
+                );
                 (b, values(&run.summary))
             })
             .collect();
@@ -212,13 +275,13 @@ impl Refitter {
         let bad_of =
             |s: &Scenario| s.with_value("firmware.defect_rate", toml::Value::Float(defect_rate));
         let (prior_bad, fitted_bad) = (bad_of(&self.prior)?, bad_of(&fitted)?);
-        let standard = self.evaluate(&self.prior, &prior_bad, &self.policy);
-        let as_is = self.evaluate(&fitted, &fitted_bad, &self.policy);
+        let standard = self.evaluate(&self.prior, &prior_bad, stage, 1.0);
+        let as_is = self.evaluate(&fitted, &fitted_bad, stage, 1.0);
         refitted.leaning = compare(&as_is.margins, &standard.margins);
         let standard = standard.paced(1.0);
         refitted.tried.push(as_is.paced(1.0));
         let ladder: &[f64] = match refitted.leaning {
-            Leaning::Same => {
+            Leaning::Same | Leaning::Given => {
                 refitted.why = "under what the stage showed, the plan's safety margins are not clearly different from under its scenario: the plan as it was".into();
                 refitted.standard = Some(standard);
                 return Ok(refitted);
@@ -227,7 +290,7 @@ impl Refitter {
             Leaning::Better => &FASTER,
         };
         for &pace in &ladder[1..] {
-            let r = self.evaluate(&fitted, &fitted_bad, &self.policy.paced(pace));
+            let r = self.evaluate(&fitted, &fitted_bad, stage, pace);
             refitted.tried.push(r.paced(pace));
         }
         let meets = |c: &&Paced| {

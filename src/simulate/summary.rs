@@ -61,6 +61,8 @@ pub enum Leaning {
     Same,
     /// Clearly larger: the rest may only speed up.
     Better,
+    /// Not judged: the pace was given (`simulate --pace`), not chosen.
+    Given,
 }
 
 impl Leaning {
@@ -69,6 +71,7 @@ impl Leaning {
             Leaning::Worse => "worse",
             Leaning::Same => "neither better nor worse",
             Leaning::Better => "better",
+            Leaning::Given => "not judged",
         }
     }
 }
@@ -275,14 +278,20 @@ impl Summary {
             s += &format!("  HALTED: {r}\n");
         }
         if let Some(r) = &self.refit {
-            s += &format!(
-                "  refit after `{}` at {:.0} s: the canaries look {} than the plan assumed; the rest ran at {:.2}× pace ({})\n",
-                r.stage,
-                r.at_s,
-                r.leaning.name(),
-                r.pace,
-                r.why
-            );
+            s += &match r.leaning {
+                Leaning::Given => format!(
+                    "  refit after `{}` at {:.0} s: the rest ran at {:.2}× pace ({})\n",
+                    r.stage, r.at_s, r.pace, r.why
+                ),
+                _ => format!(
+                    "  refit after `{}` at {:.0} s: the canaries look {} than the plan assumed; the rest ran at {:.2}× pace ({})\n",
+                    r.stage,
+                    r.at_s,
+                    r.leaning.name(),
+                    r.pace,
+                    r.why
+                ),
+            };
             if !r.adopted.is_empty() {
                 s += &format!("    fitted and used: {}\n", r.adopted.join(", "));
             }
