@@ -46,14 +46,7 @@ fn truth(s: &scenario::Scenario, seed: u64, key: &str) -> f64 {
 
 #[test]
 fn ninety_percent_intervals_cover_the_true_values_of_fifty_traces() {
-    let s = scenario::load(
-        &common::root()
-            .join("scenarios/seed-200.toml")
-            .display()
-            .to_string(),
-        &[],
-    )
-    .unwrap();
+    let s = scenario::load(&common::seed_scenario(), &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut covered: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for seed in 1..=50 {
@@ -212,14 +205,7 @@ fn bad_or_foreign_journals_exit_2_naming_the_line() {
 /// bulk starts all 200 at once and reaches nothing else.
 #[test]
 fn response_times_are_reported_by_the_operations_in_flight() {
-    let s = scenario::load(
-        &common::root()
-            .join("scenarios/seed-200.toml")
-            .display()
-            .to_string(),
-        &[],
-    )
-    .unwrap();
+    let s = scenario::load(&common::seed_scenario(), &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bands = |policy: &str| {
         let path = traced(&s, policy, 3, dir.path());

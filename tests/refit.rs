@@ -129,7 +129,7 @@ fn a_refit_is_deterministic_and_goes_only_the_way_the_canaries_point() {
     // Seed 4 of the faster installs leans better and speeds up (see the README's table).
     assert!(leanings.contains("better"), "{leanings:?}");
     let faster = "install.seconds={dist=\"uniform\",min=108,max=180}";
-    let chosen = json(&[
+    let seed_4 = [
         "simulate",
         "--plan",
         &plan,
@@ -137,28 +137,16 @@ fn a_refit_is_deterministic_and_goes_only_the_way_the_canaries_point() {
         "4",
         "--set",
         faster,
-        "--json",
         "--refit-after",
         "canary",
-    ])["refit"]["pace"]
+    ];
+    let chosen = json(&[&seed_4[..], &["--json"]].concat())["refit"]["pace"]
         .as_f64()
         .unwrap();
     assert!(chosen > 1.0, "seed 4 chose pace {chosen}");
 
     let trace = d.path().join("run.jsonl");
-    let o = run(&[
-        "simulate",
-        "--plan",
-        &plan,
-        "--seed",
-        "4",
-        "--set",
-        "install.seconds={dist=\"uniform\",min=108,max=180}",
-        "--refit-after",
-        "canary",
-        "--trace",
-        trace.to_str().unwrap(),
-    ]);
+    let o = run(&[&seed_4[..], &["--trace", trace.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("refit after `canary`"),
