@@ -4,7 +4,7 @@ truths=(
   "as planned|"
   "installs 40% slower|install.seconds={dist=\"uniform\",min=252,max=420}"
   "installs 40% faster|install.seconds={dist=\"uniform\",min=108,max=180}"
-  "service twice as cheap|uncertainty.\"service.op_request_ms\"={dist=\"uniform\",min=12.5,max=30};uncertainty.\"service.progress_ms\"={dist=\"uniform\",min=2,max=8};uncertainty.\"service.heartbeat_ms\"={dist=\"uniform\",min=0.5,max=2};uncertainty.\"service.reconnect_ms\"={dist=\"uniform\",min=50,max=250}"
+  "uncertain service costs halved|uncertainty.\"service.op_request_ms\"={dist=\"uniform\",min=12.5,max=30};uncertainty.\"service.progress_ms\"={dist=\"uniform\",min=2,max=8};uncertainty.\"service.heartbeat_ms\"={dist=\"uniform\",min=0.5,max=2};uncertainty.\"service.reconnect_ms\"={dist=\"uniform\",min=50,max=250}"
 )
 
 # truth_args "SPEC": the --set arguments of a truth, in the array `args`.
