@@ -163,6 +163,11 @@ pub enum Observation {
     },
 }
 
+/// A pace as `Observation::Repaced` carries it: in thousandths.
+pub fn pace_milli(pace: f64) -> u32 {
+    (pace * 1000.0).round() as u32
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Run the pre-update checks on a gateway and report `Checked`.

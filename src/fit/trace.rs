@@ -179,7 +179,7 @@ pub fn simulate_refitted(
                 Ok(d) => {
                     let pace = d.pace;
                     decided = Some(d);
-                    (pace * 1000.0).round() as u32
+                    crate::engine::pace_milli(pace)
                 }
                 Err(e) => {
                     failed = Some(e);

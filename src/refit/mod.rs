@@ -208,7 +208,7 @@ impl Refitter {
         let c = self.constraints;
         let mut policy = self.policy.clone();
         policy.refit_after = Some(stage.to_string());
-        let milli = (pace * 1000.0).round() as u32;
+        let milli = crate::engine::pace_milli(pace);
         let runs: Vec<(bool, Vec<f64>)> = (0..self.replications)
             .into_par_iter()
             .flat_map_iter(|r| [false, true].into_iter().map(move |b| (b, r)))

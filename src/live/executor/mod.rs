@@ -308,7 +308,7 @@ impl<'a> Live<'a> {
                 )))
             }
         };
-        let pace_milli = (refitted.pace * 1000.0).round() as u32;
+        let pace_milli = crate::engine::pace_milli(refitted.pace);
         self.opts.log.event(
             "refitted",
             &format!(
