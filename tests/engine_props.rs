@@ -399,20 +399,25 @@ fn a_paused_stage_waits_for_approval() {
     assert_eq!(engine.paused(), None);
 }
 
-/// A refit: after the canary stage completes nothing more is released until the driver
-/// answers with a pace; the pace then sets the cap and the soak of what is left.
-#[test]
-fn a_refit_holds_the_rest_until_a_pace_is_chosen_and_then_applies_it() {
-    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; 12];
+/// `gateways` under backoff with cap `cap`, a canary of 2 soaking 600 s, and a refit after it.
+fn refitting_engine(gateways: usize, cap: u32) -> Engine {
+    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; gateways];
     let mut p = Policy::bulk();
     p.family = Family::Backoff;
-    p.max_concurrent = 3;
+    p.max_concurrent = cap;
     p.canary = Some(Canary {
         size: 2,
         soak: Time::from_secs(600.0),
     });
     p.refit_after = Some("canary".into());
-    let mut engine = Engine::new(p, &inventory, 1);
+    Engine::new(p, &inventory, 1)
+}
+
+/// A refit: after the canary stage completes nothing more is released until the driver
+/// answers with a pace; the pace then sets the cap and the soak of what is left.
+#[test]
+fn a_refit_holds_the_rest_until_a_pace_is_chosen_and_then_applies_it() {
+    let mut engine = refitting_engine(12, 3);
     engine.handle_timeout(Time::ZERO);
     let drain = |engine: &mut Engine, starts: &mut Vec<u32>| {
         let mut refit = None;
@@ -468,16 +473,7 @@ fn a_refit_holds_the_rest_until_a_pace_is_chosen_and_then_applies_it() {
 /// The soak after the refit stage follows the chosen pace: pace 0.5 doubles it.
 #[test]
 fn a_slower_pace_waits_longer_before_the_next_wave() {
-    let inventory = vec![GatewayInfo { region: 0, hw: 0 }; 6];
-    let mut p = Policy::bulk();
-    p.family = Family::Backoff;
-    p.max_concurrent = 2;
-    p.canary = Some(Canary {
-        size: 2,
-        soak: Time::from_secs(600.0),
-    });
-    p.refit_after = Some("canary".into());
-    let mut engine = Engine::new(p, &inventory, 1);
+    let mut engine = refitting_engine(6, 2);
     engine.handle_timeout(Time::ZERO);
     let mut canaries = Vec::new();
     while let Some(c) = engine.poll_command() {
